@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/admin"
+	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/sinks/clickhouse"
+	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
+)
+
+// stack holds the connections every role needs, and what this process
+// started on its own (embedded NATS, local ClickHouse).
+type stack struct {
+	cfg   *Config
+	log   *slog.Logger
+	admin *admin.Server
+
+	natsSrv *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+
+	chSrv *chlocal.Server
+	ch    driver.Conn
+
+	stops []func(context.Context) // run in reverse order
+}
+
+// up brings the dependencies up: admin endpoints first (so /healthz
+// answers while the rest waits), then NATS and ClickHouse, embedded or
+// external, each retried until ctx ends.
+func up(ctx context.Context, cfg *Config, log *slog.Logger, needCH bool) (*stack, error) {
+	s := &stack{cfg: cfg, log: log}
+	s.admin = admin.New(cfg.AdminToken, log)
+	if err := s.admin.Listen(cfg.AdminListen); err != nil {
+		return nil, err
+	}
+	s.onStop(func(ctx context.Context) { _ = s.admin.Shutdown(ctx) })
+
+	if err := s.upNATS(ctx); err != nil {
+		s.down()
+		return nil, err
+	}
+	if needCH {
+		if err := s.upClickHouse(ctx); err != nil {
+			s.down()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *stack) onStop(f func(context.Context)) { s.stops = append(s.stops, f) }
+
+func (s *stack) upNATS(ctx context.Context) error {
+	url := s.cfg.NATS.URL
+	if url == "" {
+		dir := s.cfg.NATS.StoreDir
+		if dir == "" {
+			dir = filepath.Join(s.cfg.DataDir, "nats")
+		}
+		srv, err := broker.StartEmbedded(s.cfg.NATS, dir, s.log)
+		if err != nil {
+			return err
+		}
+		s.natsSrv = srv
+		s.onStop(func(context.Context) { srv.Shutdown(); srv.WaitForShutdown() })
+		url = srv.ClientURL()
+	}
+	nc, err := broker.Connect(ctx, s.cfg.NATS, url, "faultline", s.log)
+	if err != nil {
+		return err
+	}
+	s.nc = nc
+	s.onStop(func(context.Context) { _ = nc.Drain(); nc.Close() })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.js = js
+	if err := broker.Provision(ctx, js, broker.Streams(s.cfg.NATS), s.log); err != nil {
+		return err
+	}
+	s.admin.AddCheck("nats", func(context.Context) error {
+		if st := nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("connection %s", st)
+		}
+		return nil
+	})
+	return nil
+}
+
+func (s *stack) upClickHouse(ctx context.Context) error {
+	if len(s.cfg.ClickHouse.Addr) == 0 {
+		dir := filepath.Join(s.cfg.DataDir, "clickhouse")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("local clickhouse: %w", err)
+		}
+		srv, err := chlocal.Start(ctx, chlocal.Options{
+			Bin:      s.cfg.ClickHouse.LocalBin,
+			Dir:      dir,
+			TCPPort:  s.cfg.ClickHouse.LocalTCPPort,
+			HTTPPort: s.cfg.ClickHouse.LocalHTTPPort,
+			Output:   os.Stderr,
+		})
+		if err != nil {
+			return fmt.Errorf("%w (or set FAULTLINE_CLICKHOUSE_ADDR to use a ClickHouse server)", err)
+		}
+		s.chSrv = srv
+		s.onStop(func(context.Context) { _ = srv.Stop() })
+		s.cfg.ClickHouse.Addr = []string{srv.Addr}
+		s.log.Info("local clickhouse started", "native", srv.Addr, "http", srv.HTTPAddr, "data", dir)
+	}
+	if err := clickhouse.Migrate(ctx, s.cfg.ClickHouse, s.log); err != nil {
+		return err
+	}
+	ch, err := clickhouse.Open(ctx, s.cfg.ClickHouse, s.log)
+	if err != nil {
+		return err
+	}
+	s.ch = ch
+	s.onStop(func(context.Context) { _ = ch.Close() })
+	s.admin.AddCheck("clickhouse", func(ctx context.Context) error { return ch.Ping(ctx) })
+	return nil
+}
+
+// down stops everything started, newest first, within the shutdown timeout.
+func (s *stack) down() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i](ctx)
+	}
+	s.stops = nil
+}
+
+func cmdRun(ctx context.Context) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	start := time.Now()
+	s, err := up(ctx, cfg, log, true)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	defer s.down()
+	natsURL := cfg.NATS.URL
+	if s.natsSrv != nil {
+		natsURL = s.natsSrv.ClientURL()
+	}
+	log.Info("faultline running",
+		"startup", time.Since(start).Round(time.Millisecond).String(),
+		"nats", natsURL,
+		"clickhouse", cfg.ClickHouse.Addr,
+		"database", cfg.ClickHouse.Database,
+		"admin", "http://"+s.admin.Addr())
+	fmt.Fprintf(os.Stderr, "\nfaultline is up (%s)\n  NATS        %s  (publish OTLP to %s / %s)\n  ClickHouse  %v  database %s\n  admin       http://%s/healthz /readyz /metrics\nCtrl-C stops everything.\n\n",
+		time.Since(start).Round(time.Millisecond), natsURL, cfg.NATS.LogsSubject, cfg.NATS.MetricsSubject,
+		cfg.ClickHouse.Addr, cfg.ClickHouse.Database, s.admin.Addr())
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	return nil
+}
+
+func cmdMigrate(ctx context.Context) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	if len(cfg.ClickHouse.Addr) == 0 {
+		return errors.New("migrate needs FAULTLINE_CLICKHOUSE_ADDR (faultline run migrates its local ClickHouse by itself)")
+	}
+	return clickhouse.Migrate(ctx, cfg.ClickHouse, log)
+}

@@ -1,0 +1,78 @@
+// Package natstest starts real embedded NATS servers with JetStream for
+// tests: each on a free port with its own storage, shut down when the test
+// ends.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
+)
+
+// Config returns the default broker settings with a free listen port.
+func Config(t testing.TB) broker.Config {
+	t.Helper()
+	var c broker.Config
+	if err := envconfig.Process("faultline_natstest_unused", &c); err != nil {
+		t.Fatalf("natstest: defaults: %v", err)
+	}
+	c.Listen = "127.0.0.1:0"
+	return c
+}
+
+// Server is an embedded server, a client connection and its JetStream
+// context, with faultline's streams provisioned.
+type Server struct {
+	*server.Server
+	Config broker.Config
+	Dir    string
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+}
+
+// Start runs a server storing under a fresh temporary directory.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return StartDir(t, Config(t), t.TempDir())
+}
+
+// StartDir runs a server with the given settings on dir; starting again on
+// the same dir finds the streams it left.
+func StartDir(t testing.TB, c broker.Config, dir string) *Server {
+	t.Helper()
+	s, err := broker.StartEmbedded(c, dir, nil)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := broker.Connect(ctx, c, s.ClientURL(), "natstest", nil)
+	if err != nil {
+		s.Shutdown()
+		t.Fatalf("natstest: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	if err := broker.Provision(ctx, js, broker.Streams(c), nil); err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	ts := &Server{Server: s, Config: c, Dir: dir, NC: nc, JS: js}
+	t.Cleanup(ts.Stop)
+	return ts
+}
+
+// Stop closes the client and shuts the server down; calling it twice is fine.
+func (s *Server) Stop() {
+	s.NC.Close()
+	s.Shutdown()
+	s.WaitForShutdown()
+}

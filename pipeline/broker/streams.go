@@ -1,0 +1,113 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Subjects of faultline's own events.
+const (
+	DeploysSubject    = "faultline.deploys"
+	IncidentsSubject  = "faultline.incidents"
+	DeadLetterPrefix  = "faultline.dlq"
+	deadLetterSubject = DeadLetterPrefix + ".>"
+)
+
+// Streams returns the definitions of every stream faultline uses. They are
+// the single place where stream settings are decided.
+func Streams(c Config) []jetstream.StreamConfig {
+	maxBytes := c.TelemetryMaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	return []jetstream.StreamConfig{
+		{
+			Name:        c.TelemetryStream,
+			Description: "OTLP logs and metrics payloads, one export request per message",
+			Subjects:    []string{c.LogsSubject, c.LogsSubject + ".>", c.MetricsSubject, c.MetricsSubject + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.TelemetryMaxAge,
+			MaxBytes:    maxBytes,
+			MaxMsgSize:  8 << 20,
+			Duplicates:  c.DuplicateWindow,
+			Replicas:    c.Replicas,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:        c.EventsStream,
+			Description: "deploy and incident events (native JSON)",
+			Subjects:    []string{DeploysSubject, IncidentsSubject},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.EventsMaxAge,
+			MaxBytes:    -1,
+			Duplicates:  c.DuplicateWindow,
+			Replicas:    c.Replicas,
+		},
+		{
+			Name:        c.DeadLetterStream,
+			Description: "messages faultline could not process, with the reason in headers",
+			Subjects:    []string{deadLetterSubject},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.DeadLetterMaxAge,
+			MaxBytes:    -1,
+			Duplicates:  c.DuplicateWindow,
+			Replicas:    c.Replicas,
+		},
+	}
+}
+
+// Provision creates each stream or brings an existing one to its definition.
+// Running it again with the same definitions changes nothing. A change that
+// JetStream cannot apply in place (storage type, a smaller replica set on
+// some versions, retention policy) fails with an error naming the stream.
+func Provision(ctx context.Context, js jetstream.JetStream, defs []jetstream.StreamConfig, log *slog.Logger) error {
+	for _, want := range defs {
+		s, err := js.Stream(ctx, want.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			if _, err := js.CreateStream(ctx, want); err != nil {
+				return fmt.Errorf("create stream %s: %w", want.Name, err)
+			}
+			if log != nil {
+				log.Info("created stream", "stream", want.Name, "subjects", want.Subjects)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("look up stream %s: %w", want.Name, err)
+		}
+		have := s.CachedInfo().Config
+		if sameStream(have, want) {
+			continue
+		}
+		if _, err := js.UpdateStream(ctx, want); err != nil {
+			return fmt.Errorf("update stream %s to the configured settings (NATS cannot change some settings in place, such as storage or retention; migrate the stream by hand): %w", want.Name, err)
+		}
+		if log != nil {
+			log.Info("updated stream", "stream", want.Name)
+		}
+	}
+	return nil
+}
+
+// sameStream compares the fields faultline sets, ignoring what the server
+// fills in by itself.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description &&
+		reflect.DeepEqual(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention &&
+		have.Storage == want.Storage &&
+		have.MaxAge == want.MaxAge &&
+		have.MaxBytes == want.MaxBytes &&
+		(want.MaxMsgSize == 0 || have.MaxMsgSize == want.MaxMsgSize) &&
+		have.Duplicates == want.Duplicates &&
+		have.Replicas == want.Replicas &&
+		have.Discard == want.Discard
+}

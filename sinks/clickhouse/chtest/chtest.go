@@ -1,0 +1,136 @@
+// Package chtest gives tests a real ClickHouse: the local server from
+// chlocal, started once per test binary, with a fresh database per test.
+//
+//	func TestMain(m *testing.M) { os.Exit(chtest.Main(m)) }
+//
+//	func TestX(t *testing.T) {
+//		cfg := chtest.Database(t) // migrated, dropped when the test ends
+//		...
+//	}
+package chtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/sinks/clickhouse"
+	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
+)
+
+var (
+	mu     sync.Mutex
+	srv    *chlocal.Server
+	srvDir string
+)
+
+// Main runs the tests and stops the shared server, if one was started.
+func Main(m *testing.M) int {
+	code := m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	if srv != nil {
+		_ = srv.Stop()
+		_ = os.RemoveAll(srvDir)
+		srv = nil
+	}
+	return code
+}
+
+// Bin finds the faultline-clickhouse launcher: $FAULTLINE_CLICKHOUSE_BIN
+// (set by make), else bin/ at the module root.
+func Bin() (string, error) {
+	if b := os.Getenv("FAULTLINE_CLICKHOUSE_BIN"); b != "" {
+		return b, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "bin", "faultline-clickhouse"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Server returns the test binary's shared local ClickHouse, starting it on
+// first use. The tests fail (not skip) when it cannot start: run them with
+// make test, which builds the launcher.
+func Server(t testing.TB) *chlocal.Server {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if srv != nil {
+		return srv
+	}
+	bin, err := Bin()
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "faultline-chtest-")
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: dir})
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("chtest: start local ClickHouse (run the tests with make test, which builds %s): %v", bin, err)
+	}
+	srv, srvDir = s, dir
+	return srv
+}
+
+// Config returns settings for the shared server with the given database,
+// without creating it.
+func Config(t testing.TB, database string) clickhouse.Config {
+	s := Server(t)
+	return clickhouse.Config{
+		Addr:        []string{s.Addr},
+		Database:    database,
+		User:        "default",
+		DialTimeout: 5 * time.Second,
+		MaxConns:    4,
+	}
+}
+
+// Database creates a fresh database on the shared server, applies every
+// migration, and drops it when the test ends.
+func Database(t testing.TB) clickhouse.Config {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	cfg := Config(t, "test_"+hex.EncodeToString(b[:]))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := clickhouse.Migrate(ctx, cfg, nil); err != nil {
+		t.Fatalf("chtest: migrate %s: %v", cfg.Database, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := clickhouse.Open(ctx, Config(t, "default"), nil)
+		if err != nil {
+			t.Logf("chtest: drop %s: %v", cfg.Database, err)
+			return
+		}
+		defer conn.Close()
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+cfg.Database+"` SYNC"); err != nil {
+			t.Logf("chtest: drop %s: %v", cfg.Database, err)
+		}
+	})
+	return cfg
+}

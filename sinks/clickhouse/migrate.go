@@ -1,0 +1,161 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// A Migration is one versioned step of the schema. Its statements are
+// text/templates over schemaVars, so one definition serves a single server
+// (plain MergeTree) and a cluster (ON CLUSTER, Replicated engines). Every
+// statement must be idempotent (IF NOT EXISTS, ADD COLUMN IF NOT EXISTS):
+// a crash between a statement and the version record reruns the step.
+type Migration struct {
+	Version int
+	Name    string
+	Stmts   []string
+}
+
+var migrations []Migration
+
+// register adds migrations; each schema file registers its own in init.
+func register(ms ...Migration) {
+	migrations = append(migrations, ms...)
+	sort.Slice(migrations, func(i, j int) bool { return migrations[i].Version < migrations[j].Version })
+}
+
+// Migrations returns the known migrations in version order.
+func Migrations() []Migration { return append([]Migration(nil), migrations...) }
+
+type schemaVars struct {
+	DB        string // quoted database name
+	OnCluster string // " ON CLUSTER name" or ""
+	cfg       *Config
+}
+
+func (c *Config) vars() schemaVars {
+	v := schemaVars{DB: "`" + c.Database + "`", cfg: c}
+	if c.Cluster != "" {
+		v.OnCluster = " ON CLUSTER `" + c.Cluster + "`"
+	}
+	return v
+}
+
+// render expands a statement template.
+func (c *Config) render(stmt string) (string, error) {
+	v := c.vars()
+	t, err := template.New("stmt").Funcs(template.FuncMap{
+		// engine turns "MergeTree" or "ReplacingMergeTree(UpdatedAt)" into
+		// its Replicated form on a cluster; the server's
+		// default_replica_path/default_replica_name fill the omitted
+		// ZooKeeper arguments.
+		"engine": func(e string) string {
+			if !strings.Contains(e, "(") {
+				e += "()"
+			}
+			if c.Cluster != "" {
+				e = "Replicated" + e
+			}
+			return e
+		},
+		// ttl is a TTL clause on a DateTime64 column, empty when TTL_DAYS is 0.
+		"ttl": func(col string) string {
+			if c.TTLDays <= 0 {
+				return ""
+			}
+			return fmt.Sprintf("TTL toDateTime(%s) + toIntervalDay(%d)", col, c.TTLDays)
+		},
+	}).Option("missingkey=error").Parse(stmt)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, v); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+const migrationsTable = "schema_migrations"
+
+// Migrate creates the database if needed and applies every migration not
+// yet recorded in {db}.schema_migrations, in version order. Running it twice
+// changes nothing; several processes running it at once is harmless because
+// every statement is idempotent.
+func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
+	o, err := c.options("default")
+	if err != nil {
+		return err
+	}
+	conn, err := openWith(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return migrate(ctx, conn, &c, log)
+}
+
+func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger) error {
+	base := []string{
+		"CREATE DATABASE IF NOT EXISTS {{.DB}}{{.OnCluster}}",
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.` + migrationsTable + `{{.OnCluster}} (
+			Version UInt32, Name String, AppliedAt DateTime64(3) DEFAULT now64(3)
+		) ENGINE = {{engine "MergeTree"}} ORDER BY Version`,
+	}
+	for _, s := range base {
+		if err := exec(ctx, conn, c, s); err != nil {
+			return fmt.Errorf("migrate: bootstrap: %w", err)
+		}
+	}
+	applied := map[int]bool{}
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT Version FROM `%s`.%s", c.Database, migrationsTable))
+	if err != nil {
+		return fmt.Errorf("migrate: read applied versions: %w", err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: read applied versions: %w", err)
+		}
+		applied[int(v)] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: read applied versions: %w", err)
+	}
+	for _, m := range migrations {
+		if applied[m.Version] {
+			continue
+		}
+		for i, s := range m.Stmts {
+			if err := exec(ctx, conn, c, s); err != nil {
+				return fmt.Errorf("migrate: version %d (%s) statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+		}
+		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO `%s`.%s (Version, Name) VALUES (?, ?)", c.Database, migrationsTable), uint32(m.Version), m.Name); err != nil {
+			return fmt.Errorf("migrate: record version %d: %w", m.Version, err)
+		}
+		if log != nil {
+			log.Info("applied clickhouse migration", "version", m.Version, "name", m.Name)
+		}
+	}
+	return nil
+}
+
+func exec(ctx context.Context, conn driver.Conn, c *Config, tmpl string) error {
+	s, err := c.render(tmpl)
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	if err := conn.Exec(ctx, s); err != nil {
+		return err
+	}
+	return nil
+}
