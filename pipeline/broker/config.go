@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/kelseyhightower/envconfig"
 )
 
 // Config is the NATS part of faultline's settings (FAULTLINE_NATS_*).
@@ -40,6 +42,17 @@ type Config struct {
 	DuplicateWindow   time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"window in which a repeated Nats-Msg-Id is dropped"`
 	DeadLetterStream  string        `envconfig:"DLQ_STREAM" default:"DEADLETTER" desc:"stream of messages that could not be processed (faultline.dlq.>)"`
 	DeadLetterMaxAge  time.Duration `envconfig:"DLQ_MAX_AGE" default:"336h" desc:"how long dead letters are kept"`
+}
+
+// DefaultConfig returns the settings with every default applied and no
+// environment read.
+func DefaultConfig() Config {
+	var c Config
+	// The prefix names no variable anyone sets: only defaults apply.
+	if err := envconfig.Process("faultline_defaults_only", &c); err != nil {
+		panic("broker: defaults do not parse: " + err.Error())
+	}
+	return c
 }
 
 // Validate checks the settings before anything connects.

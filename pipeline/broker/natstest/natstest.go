@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,10 +18,7 @@ import (
 // Config returns the default broker settings with a free listen port.
 func Config(t testing.TB) broker.Config {
 	t.Helper()
-	var c broker.Config
-	if err := envconfig.Process("faultline_natstest_unused", &c); err != nil {
-		t.Fatalf("natstest: defaults: %v", err)
-	}
+	c := broker.DefaultConfig()
 	c.Listen = "127.0.0.1:0"
 	return c
 }
