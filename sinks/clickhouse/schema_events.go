@@ -1,0 +1,111 @@
+package clickhouse
+
+// The deploy, incident and DORA schema (versions 20-29). The tables hold
+// the latest state per id (ReplacingMergeTree by UpdatedAt): read them with
+// FINAL or argMax. The views read them with FINAL, so they are exact at any
+// moment, not only after merges.
+func init() {
+	register(
+		Migration{Version: 20, Name: "deploys", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.deploys{{.OnCluster}} (
+	DeployId        String,
+	Service         LowCardinality(String),
+	Environment     LowCardinality(String),
+	Version         String,
+	Type            LowCardinality(String),
+	Status          LowCardinality(String),
+	DeployedAt      DateTime64(9) CODEC(Delta, ZSTD(1)),
+	CommitSha       String,
+	FirstCommitAt   Nullable(DateTime64(9)),
+	LeadTimeSeconds Nullable(Float64),
+	Author          String,
+	Url             String,
+	Attributes      Map(LowCardinality(String), String),
+	ChangeFailure   Bool,
+	FailureReason   String,
+	RolledBackBy    String,
+	UpdatedAt       DateTime64(9)
+) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
+ORDER BY (Environment, Service, DeployId)
+SETTINGS non_replicated_deduplication_window = 1000`}},
+		Migration{Version: 21, Name: "incidents", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.incidents{{.OnCluster}} (
+	IncidentId           String,
+	Service              LowCardinality(String),
+	Environment          LowCardinality(String),
+	Title                String,
+	Severity             LowCardinality(String),
+	Source               LowCardinality(String),
+	StartedAt            DateTime64(9),
+	ResolvedAt           Nullable(DateTime64(9)),
+	TimeToRestoreSeconds Nullable(Float64),
+	SuspectDeployId      String,
+	SuspectVersion       String,
+	Confidence           Float32,
+	RestoredByDeployId   String,
+	UpdatedAt            DateTime64(9)
+) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
+ORDER BY (Environment, Service, IncidentId)
+SETTINGS non_replicated_deduplication_window = 1000`}},
+		Migration{Version: 22, Name: "incident_suspects", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.incident_suspects{{.OnCluster}} (
+	IncidentId  String,
+	DeployId    String,
+	Rank        UInt16,
+	Score       Float32,
+	Confidence  Float32,
+	Reason      String,
+	Service     LowCardinality(String),
+	Environment LowCardinality(String),
+	Version     String,
+	UpdatedAt   DateTime64(9)
+) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
+ORDER BY (IncidentId, DeployId)
+SETTINGS non_replicated_deduplication_window = 1000`}},
+		Migration{Version: 23, Name: "dora_daily view", Stmts: []string{`
+CREATE VIEW IF NOT EXISTS {{.DB}}.dora_daily{{.OnCluster}} AS
+SELECT
+	Day, Environment, Service,
+	sum(IsDeploy)                      AS Deployments,
+	sum(IsFailure)                     AS ChangeFailures,
+	sum(HasLeadTime)                   AS LeadTimes,
+	sum(LeadTime)                      AS LeadTimeSecondsSum,
+	uniqExactIf(IncidentId, IncidentId != '') AS Incidents,
+	sum(IsResolved)                    AS ResolvedIncidents,
+	sum(Restore)                       AS TimeToRestoreSecondsSum
+FROM (
+	SELECT toDate(DeployedAt) AS Day, Environment, Service,
+		toUInt64(1) AS IsDeploy, toUInt64(ChangeFailure) AS IsFailure,
+		toUInt64(LeadTimeSeconds IS NOT NULL) AS HasLeadTime, ifNull(LeadTimeSeconds, 0) AS LeadTime,
+		'' AS IncidentId, toUInt64(0) AS IsResolved, toFloat64(0) AS Restore
+	FROM {{.DB}}.deploys FINAL WHERE Status = 'succeeded'
+	UNION ALL
+	SELECT toDate(StartedAt), Environment, Service,
+		toUInt64(0), toUInt64(0), toUInt64(0), toFloat64(0),
+		IncidentId, toUInt64(ResolvedAt IS NOT NULL), ifNull(TimeToRestoreSeconds, 0)
+	FROM {{.DB}}.incidents FINAL
+)
+GROUP BY Day, Environment, Service`}},
+		Migration{Version: 24, Name: "dora_summary view", Stmts: []string{`
+CREATE VIEW IF NOT EXISTS {{.DB}}.dora_summary{{.OnCluster}} AS
+SELECT
+	Environment, Service,
+	countIf(Kind = 'deploy' AND Live)                       AS Deployments,
+	countIf(Kind = 'deploy' AND Live AND Failure)           AS ChangeFailures,
+	if(Deployments = 0, NULL, ChangeFailures / Deployments) AS ChangeFailureRate,
+	uniqExactIf(Id, Kind = 'incident')                      AS Incidents,
+	quantileExactInclusiveIf(0.5)(Seconds, Kind = 'incident' AND Seconds IS NOT NULL) AS MedianTimeToRestoreSeconds,
+	quantileExactInclusiveIf(0.5)(Seconds, Kind = 'deploy' AND Live AND Seconds IS NOT NULL) AS MedianLeadTimeSeconds,
+	if(Deployments = 0, 0, Deployments / greatest(1,
+		dateDiff('second', minIf(At, Kind = 'deploy' AND Live), maxIf(At, Kind = 'deploy' AND Live)) / 86400)) AS DeploysPerDay
+FROM (
+	SELECT 'deploy' AS Kind, DeployId AS Id, Environment, Service, Status = 'succeeded' AS Live,
+		ChangeFailure AS Failure, LeadTimeSeconds AS Seconds, DeployedAt AS At
+	FROM {{.DB}}.deploys FINAL
+	UNION ALL
+	SELECT 'incident', IncidentId, Environment, Service, false, false, TimeToRestoreSeconds, StartedAt
+	FROM {{.DB}}.incidents FINAL
+)
+GROUP BY Environment, Service`}},
+	)
+}
