@@ -90,3 +90,52 @@ func TestDoraViews(t *testing.T) {
 		t.Errorf("dora_daily production: %d days, %d deployments, %d incidents; want 3, 4, 2", days, deploys, incidents)
 	}
 }
+
+// TestDoraWindow checks that the windowed query over dora_daily gives the
+// same figures as dora_summary over all time, and narrows by day.
+func TestDoraWindow(t *testing.T) {
+	cfg := chtest.Database(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := clickhouse.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{
+		`INSERT INTO deploys (DeployId, Service, Environment, Version, Type, Status, DeployedAt, LeadTimeSeconds, ChangeFailure, UpdatedAt) VALUES
+		('d1','checkout','production','v1','deploy','succeeded','2026-11-01 10:00:00',3600,false,now64()),
+		('d2','checkout','production','v2','deploy','succeeded','2026-11-02 10:00:00',7200,true,now64()),
+		('d3','checkout','production','v3','deploy','succeeded','2026-11-03 10:00:00',1800,false,now64()),
+		('d9','checkout','staging','v3','deploy','succeeded','2026-11-03 10:00:00',1800,false,now64())`,
+		`INSERT INTO incidents (IncidentId, Service, Environment, Source, StartedAt, ResolvedAt, TimeToRestoreSeconds, UpdatedAt) VALUES
+		('i1','checkout','production','detected','2026-11-02 10:10:00','2026-11-02 10:40:00',1800,now64()),
+		('i2','checkout','production','api','2026-11-03 11:00:00','2026-11-03 12:00:00',3600,now64())`,
+	} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := clickhouse.Dora(ctx, conn, cfg.Database, clickhouse.DoraFilter{Environment: "production"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 {
+		t.Fatalf("got %d rows for production, want 1: %+v", len(all), all)
+	}
+	s := all[0]
+	if s.Deployments != 3 || s.ChangeFailures != 1 || s.Incidents != 2 || *s.MedianTimeToRestoreSeconds != 2700 ||
+		*s.MedianLeadTimeSeconds != 3600 || s.DeploysPerDay != 1.5 {
+		t.Fatalf("all time: %+v", s)
+	}
+	if s.Bands.ChangeFailureRate != "low" || s.Bands.TimeToRestore != "elite" || s.Bands.DeploymentFrequency != "elite" || s.Bands.LeadTime != "elite" {
+		t.Fatalf("bands: %+v", s.Bands)
+	}
+	recent, err := clickhouse.Dora(ctx, conn, cfg.Database, clickhouse.DoraFilter{Environment: "production", Since: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recent) != 1 || recent[0].Deployments != 1 || recent[0].ChangeFailures != 0 || recent[0].Incidents != 1 || *recent[0].MedianTimeToRestoreSeconds != 3600 {
+		t.Fatalf("since Nov 3: %+v", recent)
+	}
+}

@@ -66,23 +66,29 @@ SETTINGS non_replicated_deduplication_window = 1000`}},
 CREATE VIEW IF NOT EXISTS {{.DB}}.dora_daily{{.OnCluster}} AS
 SELECT
 	Day, Environment, Service,
-	sum(IsDeploy)                      AS Deployments,
-	sum(IsFailure)                     AS ChangeFailures,
-	sum(HasLeadTime)                   AS LeadTimes,
-	sum(LeadTime)                      AS LeadTimeSecondsSum,
+	sum(IsDeploy)                             AS Deployments,
+	sum(IsFailure)                            AS ChangeFailures,
+	sum(HasLeadTime)                          AS LeadTimes,
+	sum(LeadTime)                             AS LeadTimeSecondsSum,
+	groupArrayIf(LeadTime, HasLeadTime = 1)   AS LeadTimeSeconds,
 	uniqExactIf(IncidentId, IncidentId != '') AS Incidents,
-	sum(IsResolved)                    AS ResolvedIncidents,
-	sum(Restore)                       AS TimeToRestoreSecondsSum
+	sum(IsResolved)                           AS ResolvedIncidents,
+	sum(Restore)                              AS TimeToRestoreSecondsSum,
+	groupArrayIf(Restore, IsResolved = 1)     AS TimeToRestoreSeconds,
+	min(FirstDeployAt)                        AS FirstDeployAt,
+	max(LastDeployAt)                         AS LastDeployAt
 FROM (
 	SELECT toDate(DeployedAt) AS Day, Environment, Service,
 		toUInt64(1) AS IsDeploy, toUInt64(ChangeFailure) AS IsFailure,
 		toUInt64(LeadTimeSeconds IS NOT NULL) AS HasLeadTime, ifNull(LeadTimeSeconds, 0) AS LeadTime,
-		'' AS IncidentId, toUInt64(0) AS IsResolved, toFloat64(0) AS Restore
+		'' AS IncidentId, toUInt64(0) AS IsResolved, toFloat64(0) AS Restore,
+		toNullable(DeployedAt) AS FirstDeployAt, toNullable(DeployedAt) AS LastDeployAt
 	FROM {{.DB}}.deploys FINAL WHERE Status = 'succeeded'
 	UNION ALL
 	SELECT toDate(StartedAt), Environment, Service,
 		toUInt64(0), toUInt64(0), toUInt64(0), toFloat64(0),
-		IncidentId, toUInt64(ResolvedAt IS NOT NULL), ifNull(TimeToRestoreSeconds, 0)
+		IncidentId, toUInt64(ResolvedAt IS NOT NULL), ifNull(TimeToRestoreSeconds, 0),
+		CAST(NULL AS Nullable(DateTime64(9))), CAST(NULL AS Nullable(DateTime64(9)))
 	FROM {{.DB}}.incidents FINAL
 )
 GROUP BY Day, Environment, Service`}},
