@@ -1,0 +1,184 @@
+// Package otlp decodes OTLP export requests (logs and metrics, protobuf or
+// JSON) into columnar rows shaped like the OpenTelemetry Collector's
+// ClickHouse exporter tables.
+//
+// A Batch holds plain Go columns, one slice per table column, reused
+// across batches: Reset keeps every slice's capacity, so a worker in steady
+// state decodes without growing memory. Attribute maps are stored flat
+// (keys, values and per-row end offsets), the layout ClickHouse's Map
+// columns have on the wire, so a sink copies them without building a Go map
+// per row. Strings reference the decoded request's memory; nothing is
+// copied per record beyond the slice headers.
+//
+// Decoding is all or nothing: a request is unmarshalled completely before
+// any row is appended, and walking a decoded request cannot fail, so a bad
+// message never leaves half its rows in the batch.
+//
+// Defined outcomes for awkward input:
+//   - a log record whose Timestamp is 0 takes its ObservedTimestamp (as the
+//     Collector's exporter does); both 0 stays 0 (1970-01-01).
+//   - timestamps beyond what DateTime64(9) holds (after 2262-04-11) are
+//     clamped to its maximum.
+//   - NaN and ±Inf values are stored as they are (Float64 holds them).
+//   - invalid UTF-8 in strings is replaced by U+FFFD, never an error.
+//   - attribute values that are not strings are rendered as pdata's
+//     AsString does: decimal ints, shortest round-trip doubles, base64
+//     bytes, JSON for arrays and maps (in their order on the wire).
+//   - an empty request appends no row and is not an error.
+package otlp
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Format is a payload encoding.
+type Format uint8
+
+const (
+	FormatAuto     Format = iota // JSON if the first non-space byte is '{', else protobuf
+	FormatProtobuf               // application/x-protobuf
+	FormatJSON                   // application/json
+)
+
+// Signal is the kind of export request.
+type Signal uint8
+
+const (
+	SignalLogs Signal = iota + 1
+	SignalMetrics
+)
+
+func (s Signal) String() string {
+	switch s {
+	case SignalLogs:
+		return "logs"
+	case SignalMetrics:
+		return "metrics"
+	}
+	return fmt.Sprintf("signal(%d)", uint8(s))
+}
+
+// ErrDecode wraps every decoding failure; such an error is permanent.
+var ErrDecode = errors.New("undecodable OTLP payload")
+
+// Batch holds decoded rows for every telemetry table.
+type Batch struct {
+	Logs         LogRows
+	Gauge        GaugeRows
+	Sum          SumRows
+	Histogram    HistogramRows
+	ExpHistogram ExpHistogramRows
+	Summary      SummaryRows
+
+	dec decoder
+}
+
+// NewBatch returns an empty batch.
+func NewBatch() *Batch { return &Batch{} }
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	b.Logs.reset()
+	b.Gauge.reset()
+	b.Sum.reset()
+	b.Histogram.reset()
+	b.ExpHistogram.reset()
+	b.Summary.reset()
+}
+
+// Records is the number of rows over all tables.
+func (b *Batch) Records() int {
+	return b.Logs.Len() + b.Gauge.Len() + b.Sum.Len() + b.Histogram.Len() + b.ExpHistogram.Len() + b.Summary.Len()
+}
+
+// Append decodes one export request and appends its rows. On error nothing
+// is appended and the error wraps ErrDecode.
+func (b *Batch) Append(sig Signal, f Format, payload []byte) (int, error) {
+	if f == FormatAuto {
+		f = detect(payload)
+	}
+	switch sig {
+	case SignalLogs:
+		return b.appendLogs(f, payload)
+	case SignalMetrics:
+		return b.appendMetrics(f, payload)
+	}
+	return 0, fmt.Errorf("%w: unknown signal %d", ErrDecode, sig)
+}
+
+// detect tells JSON from protobuf: a JSON request is an object, and no
+// valid ExportLogs/MetricsServiceRequest protobuf starts with '{' (0x7b is
+// field 15, wire type 3, which the messages do not use).
+func detect(p []byte) Format {
+	for _, c := range p {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return FormatJSON
+		}
+		break
+	}
+	return FormatProtobuf
+}
+
+// Attrs is a column of attribute maps stored flat: row i holds
+// Keys[Offsets[i-1]:Offsets[i]] and the same range of Values.
+type Attrs struct {
+	Keys, Values []string
+	Offsets      []uint64
+}
+
+func (a *Attrs) reset() {
+	a.Keys, a.Values, a.Offsets = a.Keys[:0], a.Values[:0], a.Offsets[:0]
+}
+
+// Row returns row i as key/value pairs (for tests and debugging).
+func (a *Attrs) Row(i int) [][2]string {
+	var from uint64
+	if i > 0 {
+		from = a.Offsets[i-1]
+	}
+	out := make([][2]string, 0, a.Offsets[i]-from)
+	for j := from; j < a.Offsets[i]; j++ {
+		out = append(out, [2]string{a.Keys[j], a.Values[j]})
+	}
+	return out
+}
+
+// appendSpan appends a row made of the pairs kv[from:to] of another Attrs
+// (a resource's attributes repeated on every record of the resource).
+func (a *Attrs) appendFlat(keys, values []string) {
+	a.Keys = append(a.Keys, keys...)
+	a.Values = append(a.Values, values...)
+	a.Offsets = append(a.Offsets, uint64(len(a.Keys)))
+}
+
+// Enrichment holds faultline's per-row columns that link a record to the
+// release that was live and the incident it falls in, plus what a row needs
+// for that lookup.
+type Enrichment struct {
+	// Environment is the deployment.environment.name (or the older
+	// deployment.environment) resource attribute; ServiceVersion is
+	// service.version. Not table columns of their own: kept for enrichment
+	// and detection, which run per row.
+	Environment    []string
+	ServiceVersion []string
+	DeployId       []string
+	DeployVersion  []string
+	IncidentId     []string
+}
+
+func (e *Enrichment) reset() {
+	e.Environment, e.ServiceVersion = e.Environment[:0], e.ServiceVersion[:0]
+	e.DeployId, e.DeployVersion, e.IncidentId = e.DeployId[:0], e.DeployVersion[:0], e.IncidentId[:0]
+}
+
+func (e *Enrichment) appendRow(env, version string) {
+	e.Environment = append(e.Environment, env)
+	e.ServiceVersion = append(e.ServiceVersion, version)
+	e.DeployId = append(e.DeployId, "")
+	e.DeployVersion = append(e.DeployVersion, "")
+	e.IncidentId = append(e.IncidentId, "")
+}

@@ -1,0 +1,115 @@
+package otlp
+
+import (
+	"fmt"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+)
+
+// LogRows are rows of otel_logs.
+type LogRows struct {
+	Timestamp          []int64 // unix nanoseconds
+	TraceId            []string
+	SpanId             []string
+	TraceFlags         []uint8
+	SeverityText       []string
+	SeverityNumber     []uint8
+	ServiceName        []string
+	Body               []string
+	ResourceSchemaUrl  []string
+	ScopeSchemaUrl     []string
+	ScopeName          []string
+	ScopeVersion       []string
+	EventName          []string
+	ResourceAttributes Attrs
+	ScopeAttributes    Attrs
+	LogAttributes      Attrs
+	Enrichment
+}
+
+// Len is the number of rows.
+func (r *LogRows) Len() int { return len(r.Timestamp) }
+
+func (r *LogRows) reset() {
+	r.Timestamp, r.TraceId, r.SpanId, r.TraceFlags = r.Timestamp[:0], r.TraceId[:0], r.SpanId[:0], r.TraceFlags[:0]
+	r.SeverityText, r.SeverityNumber, r.ServiceName, r.Body = r.SeverityText[:0], r.SeverityNumber[:0], r.ServiceName[:0], r.Body[:0]
+	r.ResourceSchemaUrl, r.ScopeSchemaUrl, r.ScopeName, r.ScopeVersion = r.ResourceSchemaUrl[:0], r.ScopeSchemaUrl[:0], r.ScopeName[:0], r.ScopeVersion[:0]
+	r.EventName = r.EventName[:0]
+	r.ResourceAttributes.reset()
+	r.ScopeAttributes.reset()
+	r.LogAttributes.reset()
+	r.Enrichment.reset()
+}
+
+var (
+	logsProto plog.ProtoUnmarshaler
+	logsJSON  plog.JSONUnmarshaler
+)
+
+func (b *Batch) appendLogs(f Format, p []byte) (int, error) {
+	var ld plog.Logs
+	var err error
+	if f == FormatJSON {
+		ld, err = logsJSON.UnmarshalLogs(p)
+	} else {
+		ld, err = logsProto.UnmarshalLogs(p)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: logs: %v", ErrDecode, err)
+	}
+	r := &b.Logs
+	d := &b.dec
+	n := 0
+	rls := ld.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		rl := rls.At(i)
+		res := d.resource(rl.Resource())
+		rschema := clean(rl.SchemaUrl())
+		sls := rl.ScopeLogs()
+		for j := 0; j < sls.Len(); j++ {
+			sl := sls.At(j)
+			sc := sl.Scope()
+			d.flatten(&d.scopeKeys, &d.scopeVals, sc.Attributes())
+			sname, sver, sschema := clean(sc.Name()), clean(sc.Version()), clean(sl.SchemaUrl())
+			lrs := sl.LogRecords()
+			for k := 0; k < lrs.Len(); k++ {
+				lr := lrs.At(k)
+				ts := lr.Timestamp()
+				if ts == 0 {
+					ts = lr.ObservedTimestamp()
+				}
+				r.Timestamp = append(r.Timestamp, nanos(uint64(ts)))
+				r.TraceId = append(r.TraceId, traceID(lr.TraceID()))
+				r.SpanId = append(r.SpanId, spanID(lr.SpanID()))
+				r.TraceFlags = append(r.TraceFlags, uint8(lr.Flags()))
+				r.SeverityText = append(r.SeverityText, clean(lr.SeverityText()))
+				r.SeverityNumber = append(r.SeverityNumber, severity(int32(lr.SeverityNumber())))
+				r.ServiceName = append(r.ServiceName, res.service)
+				r.Body = append(r.Body, valueString(lr.Body()))
+				r.ResourceSchemaUrl = append(r.ResourceSchemaUrl, rschema)
+				r.ScopeSchemaUrl = append(r.ScopeSchemaUrl, sschema)
+				r.ScopeName = append(r.ScopeName, sname)
+				r.ScopeVersion = append(r.ScopeVersion, sver)
+				r.EventName = append(r.EventName, clean(lr.EventName()))
+				r.ResourceAttributes.appendFlat(d.resKeys, d.resVals)
+				r.ScopeAttributes.appendFlat(d.scopeKeys, d.scopeVals)
+				d.appendAttrs(&r.LogAttributes, lr.Attributes())
+				r.Enrichment.appendRow(res.env, res.version)
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// severity maps an OTLP severity number (0-24 by the spec) to the UInt8
+// column, clamping out-of-range values.
+func severity(s int32) uint8 {
+	if s < 0 {
+		return 0
+	}
+	if s > 255 {
+		return 255
+	}
+	return uint8(s)
+}

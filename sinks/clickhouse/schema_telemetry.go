@@ -1,0 +1,117 @@
+package clickhouse
+
+// The telemetry tables (versions 10-19): column-compatible with the
+// OpenTelemetry Collector ClickHouse exporter, so Grafana's OpenTelemetry
+// mode and existing SQL work unchanged, plus faultline's enrichment columns
+// DeployId, DeployVersion and IncidentId. Bloom-filter skip indexes are left
+// out: they double ClickHouse's cost per inserted row. Every table keeps a
+// deduplication window so a retried insert with the same
+// insert_deduplication_token is dropped on plain MergeTree as well.
+
+const metricCommonColumns = `
+	ResourceAttributes    Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	ResourceSchemaUrl     String CODEC(ZSTD(1)),
+	ScopeName             String CODEC(ZSTD(1)),
+	ScopeVersion          String CODEC(ZSTD(1)),
+	ScopeAttributes       Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+	ScopeSchemaUrl        String CODEC(ZSTD(1)),
+	ServiceName           LowCardinality(String) CODEC(ZSTD(1)),
+	MetricName            String CODEC(ZSTD(1)),
+	MetricDescription     String CODEC(ZSTD(1)),
+	MetricUnit            String CODEC(ZSTD(1)),
+	Attributes            Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	StartTimeUnix         DateTime64(9) CODEC(Delta, ZSTD(1)),
+	TimeUnix              DateTime64(9) CODEC(Delta, ZSTD(1)),`
+
+const exemplarsColumn = `
+	Exemplars Nested (
+		FilteredAttributes Map(LowCardinality(String), String),
+		TimeUnix DateTime64(9),
+		Value Float64,
+		SpanId String,
+		TraceId String
+	) CODEC(ZSTD(1)),`
+
+const enrichmentColumns = `
+	DeployId      LowCardinality(String) CODEC(ZSTD(1)),
+	DeployVersion LowCardinality(String) CODEC(ZSTD(1)),
+	IncidentId    LowCardinality(String) CODEC(ZSTD(1))`
+
+const metricTableTail = `
+) ENGINE = {{engine "MergeTree"}}
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+{{ttl "TimeUnix"}}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000`
+
+func init() {
+	register(
+		Migration{Version: 10, Name: "otel_logs", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.otel_logs{{.OnCluster}} (
+	Timestamp          DateTime64(9) CODEC(Delta, ZSTD(1)),
+	TraceId            String CODEC(ZSTD(1)),
+	SpanId             String CODEC(ZSTD(1)),
+	TraceFlags         UInt8,
+	SeverityText       LowCardinality(String) CODEC(ZSTD(1)),
+	SeverityNumber     UInt8,
+	ServiceName        LowCardinality(String) CODEC(ZSTD(1)),
+	Body               String CODEC(ZSTD(1)),
+	ResourceSchemaUrl  LowCardinality(String) CODEC(ZSTD(1)),
+	ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	ScopeSchemaUrl     LowCardinality(String) CODEC(ZSTD(1)),
+	ScopeName          String CODEC(ZSTD(1)),
+	ScopeVersion       LowCardinality(String) CODEC(ZSTD(1)),
+	ScopeAttributes    Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	LogAttributes      Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	EventName          String CODEC(ZSTD(1)),` + enrichmentColumns + `
+) ENGINE = {{engine "MergeTree"}}
+PARTITION BY toDate(Timestamp)
+ORDER BY (toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)
+{{ttl "Timestamp"}}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000`}},
+		Migration{Version: 11, Name: "otel_metrics_gauge", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_gauge{{.OnCluster}} (` + metricCommonColumns + `
+	Value Float64 CODEC(ZSTD(1)),
+	Flags UInt32 CODEC(ZSTD(1)),` + exemplarsColumn + enrichmentColumns + metricTableTail}},
+		Migration{Version: 12, Name: "otel_metrics_sum", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_sum{{.OnCluster}} (` + metricCommonColumns + `
+	Value Float64 CODEC(ZSTD(1)),
+	Flags UInt32 CODEC(ZSTD(1)),` + exemplarsColumn + `
+	AggregationTemporality Int32 CODEC(ZSTD(1)),
+	IsMonotonic Bool CODEC(Delta, ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+		Migration{Version: 13, Name: "otel_metrics_histogram", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_histogram{{.OnCluster}} (` + metricCommonColumns + `
+	Count UInt64 CODEC(Delta, ZSTD(1)),
+	Sum Float64 CODEC(ZSTD(1)),
+	BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+	ExplicitBounds Array(Float64) CODEC(ZSTD(1)),` + exemplarsColumn + `
+	Flags UInt32 CODEC(ZSTD(1)),
+	Min Float64 CODEC(ZSTD(1)),
+	Max Float64 CODEC(ZSTD(1)),
+	AggregationTemporality Int32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+		Migration{Version: 14, Name: "otel_metrics_exponential_histogram", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_exponential_histogram{{.OnCluster}} (` + metricCommonColumns + `
+	Count UInt64 CODEC(Delta, ZSTD(1)),
+	Sum Float64 CODEC(ZSTD(1)),
+	Scale Int32 CODEC(ZSTD(1)),
+	ZeroCount UInt64 CODEC(ZSTD(1)),
+	PositiveOffset Int32 CODEC(ZSTD(1)),
+	PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+	NegativeOffset Int32 CODEC(ZSTD(1)),
+	NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),` + exemplarsColumn + `
+	Flags UInt32 CODEC(ZSTD(1)),
+	Min Float64 CODEC(ZSTD(1)),
+	Max Float64 CODEC(ZSTD(1)),
+	AggregationTemporality Int32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+		Migration{Version: 15, Name: "otel_metrics_summary", Stmts: []string{`
+CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_summary{{.OnCluster}} (` + metricCommonColumns + `
+	Count UInt64 CODEC(Delta, ZSTD(1)),
+	Sum Float64 CODEC(ZSTD(1)),
+	ValueAtQuantiles Nested(
+		Quantile Float64,
+		Value Float64
+	) CODEC(ZSTD(1)),
+	Flags UInt32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+	)
+}

@@ -1,0 +1,104 @@
+package clickhouse_test
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/processors/otlp"
+	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
+	"github.com/faultline-dev/faultline/sinks/clickhouse"
+	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
+)
+
+func TestTelemetryWriteReadBackAndDedup(t *testing.T) {
+	cfg := chtest.Database(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := clickhouse.NewTelemetryWriter(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	conn, err := clickhouse.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	b := otlp.NewBatch()
+	if _, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, otlptest.LogsRequest("rt", 500)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(otlp.SignalMetrics, otlp.FormatProtobuf, otlptest.MetricsRequest()); err != nil {
+		t.Fatal(err)
+	}
+	b.Logs.DeployId[7], b.Logs.DeployVersion[7], b.Logs.IncidentId[7] = "d-1", "v2.3.1", "inc-1"
+
+	// The same batch twice with one token is stored once; a third write
+	// with another token is stored again.
+	for i, token := range []string{"tok-a", "tok-a", "tok-b"} {
+		if err := w.Write(ctx, b, token); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	count := func(q string) uint64 {
+		t.Helper()
+		var n uint64
+		if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	for table, want := range map[string]uint64{
+		"otel_logs": 1000, "otel_metrics_gauge": 4, "otel_metrics_sum": 2, "otel_metrics_histogram": 4,
+		"otel_metrics_exponential_histogram": 2, "otel_metrics_summary": 2,
+	} {
+		if got := count("SELECT count() FROM " + table); got != want {
+			t.Errorf("%s: %d rows, want %d (two distinct tokens)", table, got, want)
+		}
+	}
+
+	// Values survive the trip.
+	var body, svc, env, deployID, route string
+	var sev uint8
+	var ts time.Time
+	if err := conn.QueryRow(ctx, `SELECT Body, ServiceName, ResourceAttributes['deployment.environment.name'], DeployId, LogAttributes['http.route'], SeverityNumber, Timestamp
+		FROM otel_logs WHERE DeployId != '' LIMIT 1`).Scan(&body, &svc, &env, &deployID, &route, &sev, &ts); err != nil {
+		t.Fatal(err)
+	}
+	if svc != "checkout" || env != "production" || deployID != "d-1" || route != "/api/checkout" || sev != 9 ||
+		!ts.Equal(otlptest.Base.Add(7*time.Millisecond)) || body[:5] != "rt-7:" {
+		t.Errorf("row 7 read back as %q %q %q %q %q %d %s", body, svc, env, deployID, route, sev, ts)
+	}
+	var bounds []float64
+	var buckets []uint64
+	var exVals []float64
+	var status string
+	if err := conn.QueryRow(ctx, `SELECT ExplicitBounds, BucketCounts, Exemplars.Value, Attributes['http.response.status_code']
+		FROM otel_metrics_histogram WHERE Count = 10 LIMIT 1`).Scan(&bounds, &buckets, &exVals, &status); err != nil {
+		t.Fatal(err)
+	}
+	if len(bounds) != 2 || len(buckets) != 3 || buckets[0] != 6 || status != "503" {
+		t.Errorf("histogram read back as %v %v %q", bounds, buckets, status)
+	}
+	var gv float64
+	var exTrace []string
+	if err := conn.QueryRow(ctx, `SELECT Value, Exemplars.TraceId FROM otel_metrics_gauge WHERE MetricName = 'queue.depth' LIMIT 1`).Scan(&gv, &exTrace); err != nil {
+		t.Fatal(err)
+	}
+	if gv != 42 || len(exTrace) != 1 || exTrace[0] != "ab0000000000000000000000000000cd" {
+		t.Errorf("gauge %v exemplar trace %v", gv, exTrace)
+	}
+	if n := count("SELECT count() FROM otel_metrics_gauge WHERE isNaN(Value)"); n != 2 {
+		t.Errorf("NaN gauge rows: %d, want 2", n)
+	}
+	var q []float64
+	if err := conn.QueryRow(ctx, `SELECT ValueAtQuantiles.Quantile FROM otel_metrics_summary LIMIT 1`).Scan(&q); err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 2 || q[1] != 0.99 || math.IsNaN(q[0]) {
+		t.Errorf("summary quantiles %v", q)
+	}
+}
