@@ -11,6 +11,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 )
 
@@ -28,6 +29,7 @@ type Config struct {
 
 	NATS       broker.Config     `envconfig:"NATS"`
 	ClickHouse clickhouse.Config `envconfig:"CLICKHOUSE"`
+	Worker     worker.Config     `envconfig:"WORKER"`
 }
 
 func loadConfig() (*Config, error) {
@@ -56,6 +58,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FAULTLINE_DATA_DIR: must not be empty")
 	}
 	if err := c.NATS.Validate(); err != nil {
+		return err
+	}
+	if err := c.Worker.Validate(); err != nil {
 		return err
 	}
 	return c.ClickHouse.Validate()

@@ -6,6 +6,9 @@
 // Usage:
 //
 //	faultline run       everything in one process (embedded NATS and local ClickHouse by default)
+//	faultline worker    consume OTLP from JetStream into ClickHouse; run as many as needed
+//	faultline dora      the four DORA keys per environment and service
+//	faultline replay    send the reference scenario through a gateway
 //	faultline migrate   apply the ClickHouse schema and exit
 //	faultline config    list every setting (environment variables)
 //	faultline version   print the version
@@ -33,6 +36,9 @@ func usage() string {
 
 commands:
   run       run everything in one process (embedded NATS and local ClickHouse unless configured)
+  worker    consume OTLP from JetStream into ClickHouse (run any number of them)
+  dora      print the four DORA keys and their bands (--env, --service, --since 30d, --json)
+  replay    send the reference scenario to a running gateway (--gateway URL)
   migrate   apply the ClickHouse schema migrations and exit
   config    list every setting with its environment variable and default
   version   print the version
@@ -52,10 +58,14 @@ func run(args []string) error {
 		return nil
 	case "config":
 		return printConfig()
+	case "dora":
+		return cmdDora(ctx, args[1:], os.Stdout)
+	case "replay":
+		return cmdReplay(ctx, args[1:], os.Stdout)
 	case "migrate":
 		return cmdMigrate(ctx)
-	case "run":
-		return cmdRun(ctx)
+	case "run", "worker":
+		return cmdServe(ctx, roles[args[0]])
 	case "help", "-h", "--help":
 		fmt.Println(usage())
 		return nil

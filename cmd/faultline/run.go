@@ -145,14 +145,37 @@ func (s *stack) down() {
 	s.stops = nil
 }
 
-func cmdRun(ctx context.Context) error {
+// role names the parts a process runs; run is all of them.
+type role struct {
+	name    string
+	needCH  bool
+	gateway bool
+	worker  bool
+}
+
+var roles = map[string]role{
+	"run":    {name: "run", needCH: true, gateway: true, worker: true},
+	"worker": {name: "worker", needCH: true, worker: true},
+}
+
+// cmdServe brings the dependencies up, starts the role's parts, and on
+// SIGINT/SIGTERM stops them in order: listeners stop accepting, workers
+// commit and ack what they hold, then connections and embedded servers
+// close. The whole shutdown is bounded by FAULTLINE_SHUTDOWN_TIMEOUT.
+func cmdServe(ctx context.Context, r role) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
+	if r.name != "run" && cfg.NATS.URL == "" {
+		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_NATS_URL (faultline run embeds NATS)", r.name)
+	}
+	if r.name != "run" && r.needCH && len(cfg.ClickHouse.Addr) == 0 {
+		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
+	}
+	log := newLogger(cfg.LogLevel).With("role", r.name)
 	start := time.Now()
-	s, err := up(ctx, cfg, log, true)
+	s, err := up(ctx, cfg, log, r.needCH)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil
@@ -160,6 +183,13 @@ func cmdRun(ctx context.Context) error {
 		return err
 	}
 	defer s.down()
+
+	var g group
+	if r.worker {
+		if err := startWorker(ctx, s, &g); err != nil {
+			return err
+		}
+	}
 	natsURL := cfg.NATS.URL
 	if s.natsSrv != nil {
 		natsURL = s.natsSrv.ClientURL()
@@ -170,12 +200,21 @@ func cmdRun(ctx context.Context) error {
 		"clickhouse", cfg.ClickHouse.Addr,
 		"database", cfg.ClickHouse.Database,
 		"admin", "http://"+s.admin.Addr())
-	fmt.Fprintf(os.Stderr, "\nfaultline is up (%s)\n  NATS        %s  (publish OTLP to %s / %s)\n  ClickHouse  %v  database %s\n  admin       http://%s/healthz /readyz /metrics\nCtrl-C stops everything.\n\n",
-		time.Since(start).Round(time.Millisecond), natsURL, cfg.NATS.LogsSubject, cfg.NATS.MetricsSubject,
-		cfg.ClickHouse.Addr, cfg.ClickHouse.Database, s.admin.Addr())
+	if r.name == "run" {
+		fmt.Fprintf(os.Stderr, "\nfaultline is up (%s)\n  NATS        %s  (publish OTLP to %s / %s)\n  ClickHouse  %v  database %s\n  admin       http://%s/healthz /readyz /metrics\nCtrl-C stops everything.\n\n",
+			time.Since(start).Round(time.Millisecond), natsURL, cfg.NATS.LogsSubject, cfg.NATS.MetricsSubject,
+			cfg.ClickHouse.Addr, cfg.ClickHouse.Database, s.admin.Addr())
+	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(cfg.ShutdownTimeout):
+		return fmt.Errorf("shutdown did not finish within %s", cfg.ShutdownTimeout)
+	}
 }
 
 func cmdMigrate(ctx context.Context) error {

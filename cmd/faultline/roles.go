@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/faultline-dev/faultline/pipeline/worker"
+	"github.com/faultline-dev/faultline/sinks/clickhouse"
+)
+
+// group runs the long-lived parts of a role and stops them together.
+type group struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+func (g *group) Go(name string, f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.mu.Lock()
+			g.errs = append(g.errs, fmt.Errorf("%s: %w", name, err))
+			g.mu.Unlock()
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	if len(g.errs) > 0 {
+		return g.errs[0]
+	}
+	return nil
+}
+
+// startWorker runs the telemetry worker until ctx ends; it drains its
+// in-flight batch before returning.
+func startWorker(ctx context.Context, s *stack, g *group) error {
+	tw, err := clickhouse.NewTelemetryWriter(ctx, s.cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	s.onStop(func(context.Context) { tw.Close() })
+	w, err := worker.New(s.js, worker.Options{
+		Config:      s.cfg.Worker,
+		NATS:        s.cfg.NATS,
+		Sink:        tw,
+		IsPermanent: clickhouse.IsPermanent,
+		Log:         s.log.With("component", "worker"),
+	})
+	if err != nil {
+		return err
+	}
+	g.Go("worker", func() error { return w.Run(ctx) })
+	return nil
+}

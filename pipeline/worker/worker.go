@@ -1,0 +1,576 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/processors/otlp"
+)
+
+// Sink commits decoded batches. Write must be idempotent for a given token:
+// writing the same batch again with the same token stores it once.
+type Sink interface {
+	Write(ctx context.Context, b *otlp.Batch, token string) error
+}
+
+// Options wire a worker to its surroundings.
+type Options struct {
+	Config Config
+	NATS   broker.Config // stream and subject names, replicas
+	Sink   Sink
+	// IsPermanent reports whether a Write error means the rows are invalid
+	// (split the batch and dead-letter the culprit) rather than transient
+	// (retry). Nil treats every error as transient.
+	IsPermanent func(error) bool
+	// Prepare, when set, runs on every batch before it is written (for
+	// enrichment). It must not fail.
+	Prepare func(b *otlp.Batch)
+	// Committed, when set, runs after a batch is committed and before its
+	// messages are acked; an error retries it. It must be idempotent for a
+	// token (publish with the token as message id).
+	Committed func(ctx context.Context, b *otlp.Batch, token string) error
+	Log       *slog.Logger
+}
+
+// Worker consumes the telemetry stream into the sink.
+type Worker struct {
+	o      Options
+	js     jetstream.JetStream
+	log    *slog.Logger
+	ledger *ledger
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+	m      *workerMetrics
+
+	pool chan *otlp.Batch
+
+	// afterWrite is a fault-injection point for tests: it runs between a
+	// committed insert and the acks.
+	afterWrite func()
+}
+
+// item is one message in a batch. msg is nil for a message fetched from the
+// stream to re-form a batch (only its deliverer can ack it).
+type item struct {
+	seq     uint64
+	subject string
+	hdr     nats.Header
+	data    []byte
+	msg     jetstream.Msg
+	recv    time.Time
+}
+
+type job struct {
+	items  []item
+	rows   *otlp.Batch
+	bytes  int
+	opened time.Time
+	token  string // set for a replay: the token it was recorded under
+}
+
+// New prepares a worker; Run starts it.
+func New(js jetstream.JetStream, o Options) (*Worker, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Sink == nil {
+		return nil, errors.New("worker: no sink")
+	}
+	if o.IsPermanent == nil {
+		o.IsPermanent = func(error) bool { return false }
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{o: o, js: js, log: o.Log, m: newWorkerMetrics(), pool: make(chan *otlp.Batch, 3)}
+	for i := 0; i < cap(w.pool); i++ {
+		w.pool <- otlp.NewBatch()
+	}
+	return w, nil
+}
+
+func (w *Worker) setup(ctx context.Context) error {
+	var err error
+	w.ledger, err = openLedger(ctx, w.js, w.o.Config.LedgerBucket, w.o.NATS.Replicas)
+	if err != nil {
+		return err
+	}
+	w.stream, err = w.js.Stream(ctx, w.o.NATS.TelemetryStream)
+	if err != nil {
+		return fmt.Errorf("telemetry stream %s: %w", w.o.NATS.TelemetryStream, err)
+	}
+	n := w.o.NATS
+	w.cons, err = w.js.CreateOrUpdateConsumer(ctx, n.TelemetryStream, jetstream.ConsumerConfig{
+		Durable:        w.o.Config.Consumer,
+		Description:    "faultline workers: OTLP into ClickHouse",
+		FilterSubjects: []string{n.LogsSubject, n.LogsSubject + ".>", n.MetricsSubject, n.MetricsSubject + ".>"},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        w.o.Config.AckWait,
+		MaxAckPending:  w.o.Config.MaxAckPending,
+		MaxDeliver:     -1,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", w.o.Config.Consumer, err)
+	}
+	return nil
+}
+
+// Run consumes until ctx ends, then stops pulling, commits what it holds and
+// returns. Errors setting up return at once.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.setup(ctx); err != nil {
+		return err
+	}
+	// Work in flight finishes even after ctx ends; only hard failures of
+	// the stack stop it (the process owner bounds shutdown time).
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	watchDone, err := w.ledger.watch(work)
+	if err != nil {
+		return err
+	}
+
+	in := make(chan jetstream.Msg, w.o.Config.PullMessages)
+	cc, err := w.cons.Consume(func(m jetstream.Msg) { in <- m },
+		jetstream.PullMaxMessagesWithBytesLimit(w.o.Config.PullMessages, w.o.Config.PullBytes),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				w.log.Warn("consume", "err", err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.o.Config.Consumer, err)
+	}
+
+	jobs := make(chan *job, 1) // one batch filling while one is written
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); w.flusher(work, jobs) }()
+	go func() { defer wg.Done(); w.housekeeping(ctx) }()
+
+	w.batch(ctx, in, cc, jobs)
+	close(jobs)
+	wg.Wait()
+	stopWork()
+	<-watchDone
+	return nil
+}
+
+// batch is the single goroutine that owns the open batch.
+func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.ConsumeContext, jobs chan<- *job) {
+	cur := w.newJob()
+	replays := map[string][]jetstream.Msg{}
+	tick := time.NewTicker(w.o.Config.BatchWait / 4)
+	defer tick.Stop()
+	var replayAt time.Time
+
+	flush := func() {
+		if len(cur.items) == 0 {
+			return
+		}
+		jobs <- cur
+		cur = w.newJob()
+	}
+	flushReplays := func() {
+		for token, msgs := range replays {
+			j := w.replayJob(ctx, token, msgs)
+			if j != nil {
+				jobs <- j
+			}
+		}
+		clear(replays)
+	}
+	handle := func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			w.log.Error("message without metadata", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+			return
+		}
+		seq := meta.Sequence.Stream
+		if meta.NumDelivered > 1 {
+			if token, _, ok := w.ledger.lookup(seq); ok {
+				if len(replays) == 0 {
+					// Wait a little for the batch's other messages.
+					replayAt = time.Now().Add(w.o.Config.BatchWait / 2)
+				}
+				replays[token] = append(replays[token], m)
+				return
+			}
+		}
+		if cur.opened.IsZero() {
+			cur.opened = time.Now()
+		}
+		if _, err := cur.rows.Append(signalOf(w.o.NATS, m.Subject()), formatOf(m.Headers()), m.Data()); err != nil {
+			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), m)
+			return
+		}
+		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), data: m.Data(), msg: m, recv: time.Now()})
+		cur.bytes += len(m.Data())
+		if cur.rows.Records() >= w.o.Config.BatchRecords || cur.bytes >= w.o.Config.BatchBytes {
+			flush()
+		}
+	}
+
+	for {
+		select {
+		case m := <-in:
+			handle(m)
+		case <-tick.C:
+			if len(cur.items) > 0 && time.Since(cur.opened) >= w.o.Config.BatchWait {
+				flush()
+			}
+			if len(replays) > 0 && time.Now().After(replayAt) {
+				flushReplays()
+			}
+		case <-ctx.Done():
+			// Stop pulling; what the client already holds is still handled.
+			cc.Drain()
+			deadline := time.After(5 * time.Second)
+		drain:
+			for {
+				select {
+				case m := <-in:
+					handle(m)
+				case <-cc.Closed():
+					break drain
+				case <-deadline:
+					cc.Stop()
+					break drain
+				}
+			}
+			for len(in) > 0 {
+				handle(<-in)
+			}
+			flushReplays()
+			flush()
+			w.putRows(cur.rows)
+			return
+		}
+	}
+}
+
+func (w *Worker) newJob() *job {
+	return &job{rows: <-w.pool}
+}
+
+func (w *Worker) putRows(b *otlp.Batch) {
+	b.Reset()
+	w.pool <- b
+}
+
+// replayJob re-forms a recorded batch from the messages redelivered to this
+// worker and, for the rest, the stream itself.
+func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.Msg) *job {
+	_, e, ok := w.ledger.lookup(seqOf(msgs[0]))
+	if !ok {
+		// Released meanwhile: its batch is committed and acked by another
+		// worker, so these are duplicates of acked messages. Ack them.
+		for _, m := range msgs {
+			_ = m.Ack()
+		}
+		return nil
+	}
+	held := make(map[uint64]jetstream.Msg, len(msgs))
+	for _, m := range msgs {
+		held[seqOf(m)] = m
+	}
+	j := w.newJob()
+	j.token, j.opened = token, time.Now()
+	for _, seq := range e.Seqs {
+		it := item{seq: seq, recv: time.Now()}
+		if m, ok := held[seq]; ok {
+			it.subject, it.hdr, it.data, it.msg = m.Subject(), m.Headers(), m.Data(), m
+		} else {
+			raw, err := w.stream.GetMsg(ctx, seq)
+			if err != nil {
+				w.log.Error("re-forming batch: message gone from the stream; inserting the rest", "token", token, "seq", seq, "err", err)
+				continue
+			}
+			it.subject, it.hdr, it.data = raw.Subject, raw.Header, raw.Data
+		}
+		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
+			// Deterministic decoding: this cannot pass the first time and
+			// fail now. Keep the stream moving all the same.
+			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, it.data, it.msg)
+			continue
+		}
+		j.items = append(j.items, it)
+		j.bytes += len(it.data)
+	}
+	w.m.replayed.Add(len(msgs))
+	w.log.Info("re-forming a recorded batch after redelivery", "token", token, "messages", len(e.Seqs), "redelivered_here", len(msgs))
+	return j
+}
+
+// flusher writes batches one after another.
+func (w *Worker) flusher(ctx context.Context, jobs <-chan *job) {
+	for j := range jobs {
+		w.commit(ctx, j)
+		w.putRows(j.rows)
+	}
+}
+
+// commit records, writes and acks one batch.
+func (w *Worker) commit(ctx context.Context, j *job) {
+	replay := j.token != ""
+	if !replay {
+		// A message held longer than half the ack wait may be redelivered
+		// to another worker any moment; leave it to that redelivery.
+		limit := w.o.Config.AckWait / 2
+		fresh := j.items[:0]
+		stale := 0
+		for _, it := range j.items {
+			if time.Since(it.recv) > limit {
+				stale++
+				continue
+			}
+			fresh = append(fresh, it)
+		}
+		if stale > 0 {
+			w.log.Warn("leaving messages held too long to redelivery", "messages", stale)
+			j.items = fresh
+			w.redecode(ctx, j)
+		}
+		if len(j.items) == 0 {
+			return
+		}
+	}
+	seqs := make([]uint64, len(j.items))
+	for i, it := range j.items {
+		seqs[i] = it.seq
+	}
+	slices.Sort(seqs)
+	token := j.token
+	if !replay {
+		token = batchToken(w.o.NATS.TelemetryStream, seqs)
+	}
+	e := entry{Stream: w.o.NATS.TelemetryStream, Seqs: seqs, Since: time.Now().Unix()}
+	if err := w.retry(ctx, j, "record batch", func(ctx context.Context) error { return w.ledger.record(ctx, token, e) }); err != nil {
+		return // shutting down hard: messages will be redelivered
+	}
+	if w.o.Prepare != nil {
+		w.o.Prepare(j.rows)
+	}
+	start := time.Now()
+	var perm error
+	err := w.retry(ctx, j, "insert", func(ctx context.Context) error {
+		ictx, cancel := context.WithTimeout(ctx, w.o.Config.InsertTimeout)
+		defer cancel()
+		err := w.o.Sink.Write(ictx, j.rows, token)
+		if err != nil && w.o.IsPermanent(err) {
+			perm = err
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+	if perm != nil {
+		w.split(ctx, j, perm)
+		_ = w.ledger.release(ctx, token)
+		return
+	}
+	if err != nil {
+		return
+	}
+	w.m.insertSeconds.UpdateDuration(start)
+	if w.o.Committed != nil {
+		if err := w.retry(ctx, j, "after commit", func(ctx context.Context) error { return w.o.Committed(ctx, j.rows, token) }); err != nil {
+			return
+		}
+	}
+	if w.afterWrite != nil {
+		w.afterWrite()
+	}
+	all := w.ackAll(ctx, j.items)
+	if all && !replay {
+		_ = w.ledger.release(ctx, token)
+	}
+	w.m.batches.Inc()
+	w.m.batchRecords.Update(float64(j.rows.Records()))
+	w.m.records.Add(j.rows.Records())
+	w.m.messages.Add(len(j.items))
+}
+
+// retry runs f with exponential backoff until it succeeds, fails
+// permanently or ctx ends, keeping the batch's messages from being
+// redelivered meanwhile.
+func (w *Worker) retry(ctx context.Context, j *job, what string, f func(context.Context) error) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(w.o.Config.RetryMax),
+		backoff.WithMaxElapsedTime(0)), ctx)
+	attempt := 0
+	lastProgress := time.Now()
+	return backoff.Retry(func() error {
+		attempt++
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		var p *backoff.PermanentError
+		if errors.As(err, &p) {
+			return err
+		}
+		w.m.retries.Inc()
+		w.log.Warn("retrying", "step", what, "attempt", attempt, "messages", len(j.items), "err", err)
+		if time.Since(lastProgress) > w.o.Config.AckWait/4 {
+			for _, it := range j.items {
+				if it.msg != nil {
+					_ = it.msg.InProgress()
+				}
+			}
+			lastProgress = time.Now()
+		}
+		return err
+	}, b)
+}
+
+// ackAll acks every message it delivered and waits for the server to
+// confirm; it reports whether all were confirmed.
+func (w *Worker) ackAll(ctx context.Context, items []item) bool {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := true
+	sem := make(chan struct{}, 32)
+	for _, it := range items {
+		if it.msg == nil {
+			ok = false // another worker holds it; the ack floor releases the entry
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(m jetstream.Msg) {
+			defer func() { <-sem; wg.Done() }()
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := m.DoubleAck(actx); err != nil {
+				mu.Lock()
+				ok = false
+				mu.Unlock()
+				w.log.Warn("ack not confirmed; the message will be redelivered and its batch re-formed", "seq", seqOf(m), "err", err)
+			}
+		}(it.msg)
+	}
+	wg.Wait()
+	return ok
+}
+
+// split isolates the messages whose rows the sink rejects: halves are
+// written on their own (each under its own token) until a single message
+// fails, which is dead-lettered.
+func (w *Worker) split(ctx context.Context, j *job, cause error) {
+	if len(j.items) == 1 {
+		it := j.items[0]
+		w.deadLetter(ctx, "insert", cause.Error(), it.seq, it.subject, it.hdr, it.data, it.msg)
+		return
+	}
+	w.log.Warn("sink rejected a batch; splitting it to isolate the bad message", "messages", len(j.items), "err", cause)
+	mid := len(j.items) / 2
+	for _, part := range [][]item{j.items[:mid], j.items[mid:]} {
+		// A batch of its own, not from the pool: the pool may be empty
+		// while the batcher fills the next batch.
+		sub := &job{rows: otlp.NewBatch(), items: append([]item(nil), part...)}
+		w.redecode(ctx, sub)
+		w.commit(ctx, sub)
+	}
+}
+
+// redecode rebuilds j.rows from j.items.
+func (w *Worker) redecode(ctx context.Context, j *job) {
+	j.rows.Reset()
+	kept := j.items[:0]
+	for _, it := range j.items {
+		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
+			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, it.data, it.msg)
+			continue
+		}
+		kept = append(kept, it)
+	}
+	j.items = kept
+}
+
+// deadLetter stores a message on the dead-letter subject and terminates
+// it. If the dead letter cannot be stored, the message is left for
+// redelivery rather than lost.
+func (w *Worker) deadLetter(ctx context.Context, kind, reason string, seq uint64, subject string, hdr nats.Header, data []byte, m jetstream.Msg) {
+	w.log.Warn("dead-lettering message", "kind", kind, "seq", seq, "subject", subject, "reason", reason)
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := broker.DeadLetter(dctx, w.js, kind, reason, w.o.NATS.TelemetryStream, seq, subject, hdr, data); err != nil {
+		w.log.Error("dead letter not stored; leaving the message for redelivery", "seq", seq, "err", err)
+		if m != nil {
+			_ = m.NakWithDelay(10 * time.Second)
+		}
+		return
+	}
+	w.m.deadLettered(kind).Inc()
+	if m != nil {
+		_ = m.TermWithReason("dead-lettered: " + kind)
+	}
+}
+
+// housekeeping releases ledger entries below the ack floor and publishes the
+// consumer's backlog as a metric.
+func (w *Worker) housekeeping(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		info, err := w.cons.Info(ictx)
+		if err == nil {
+			w.m.pending.Set(float64(info.NumPending))
+			w.m.ackPending.Set(float64(info.NumAckPending))
+			w.ledger.collect(ictx, info.AckFloor.Stream)
+		}
+		cancel()
+	}
+}
+
+func seqOf(m jetstream.Msg) uint64 {
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return meta.Sequence.Stream
+}
+
+// signalOf tells logs from metrics by subject.
+func signalOf(n broker.Config, subject string) otlp.Signal {
+	if subject == n.MetricsSubject || strings.HasPrefix(subject, n.MetricsSubject+".") {
+		return otlp.SignalMetrics
+	}
+	return otlp.SignalLogs
+}
+
+// formatOf reads the payload encoding from the Content-Type header the
+// gateway sets; without one (the Collector's NATS exporter) the decoder
+// detects it.
+func formatOf(h nats.Header) otlp.Format {
+	ct := h.Get("Content-Type")
+	switch {
+	case ct == "":
+		return otlp.FormatAuto
+	case strings.Contains(ct, "json"):
+		return otlp.FormatJSON
+	case strings.Contains(ct, "protobuf"):
+		return otlp.FormatProtobuf
+	}
+	return otlp.FormatAuto
+}
