@@ -23,10 +23,10 @@ type Summary struct {
 	Environment string `json:"environment"`
 	Service     string `json:"service"`
 
-	Deployments    uint64   `json:"deployments"`
-	ChangeFailures uint64   `json:"change_failures"`
-	Incidents      uint64   `json:"incidents"`
-	DeploysPerDay  float64  `json:"deploys_per_day"`
+	Deployments    uint64  `json:"deployments"`
+	ChangeFailures uint64  `json:"change_failures"`
+	Incidents      uint64  `json:"incidents"`
+	DeploysPerDay  float64 `json:"deploys_per_day"`
 	// Nil when there is nothing to compute them from.
 	ChangeFailureRate          *float64 `json:"change_failure_rate"`
 	MedianTimeToRestoreSeconds *float64 `json:"median_time_to_restore_seconds"`

@@ -54,19 +54,19 @@ type Incident struct {
 
 // Types and statuses.
 const (
-	TypeDeploy       = "deploy"
-	TypeRollback     = "rollback"
-	StatusSucceeded  = "succeeded"
-	StatusFailed     = "failed"
-	StatusOpen       = "open"
-	StatusResolved   = "resolved"
-	SourceAPI        = "api"
-	SourceAM         = "alertmanager"
-	SourceCDEvents   = "cdevents"
-	SourceDetected   = "detected"
-	maxFieldLen      = 1024
-	maxAttributes    = 64
-	maxCommits       = 1000
+	TypeDeploy      = "deploy"
+	TypeRollback    = "rollback"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusOpen      = "open"
+	StatusResolved  = "resolved"
+	SourceAPI       = "api"
+	SourceAM        = "alertmanager"
+	SourceCDEvents  = "cdevents"
+	SourceDetected  = "detected"
+	maxFieldLen     = 1024
+	maxAttributes   = 64
+	maxCommits      = 1000
 )
 
 // FieldError names the item and field that failed validation.
