@@ -1,0 +1,45 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is the gateway part of faultline's settings (FAULTLINE_GATEWAY_*).
+type Config struct {
+	Listen         string        `envconfig:"LISTEN" default:"127.0.0.1:4318" desc:"OTLP/HTTP and event endpoints"`
+	GRPCListen     string        `envconfig:"GRPC_LISTEN" default:"127.0.0.1:4317" desc:"OTLP/gRPC; empty disables it"`
+	Token          string        `envconfig:"TOKEN" desc:"bearer token every request must carry (HTTP Authorization header, gRPC authorization metadata)"`
+	MaxBodyBytes   int           `envconfig:"MAX_BODY_BYTES" default:"8388608" desc:"largest request body after decompression; larger gets 413"`
+	MaxItems       int           `envconfig:"MAX_ITEMS" default:"1000" desc:"most deploy or incident events in one request"`
+	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"how long to wait for JetStream to persist a request before answering 503"`
+	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with 429 and 503"`
+	ServiceLabel   string        `envconfig:"ALERTMANAGER_SERVICE_LABEL" default:"service" desc:"Alertmanager label naming the service"`
+	EnvLabel       string        `envconfig:"ALERTMANAGER_ENVIRONMENT_LABEL" default:"environment" desc:"Alertmanager label naming the environment"`
+}
+
+// Validate checks the settings.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("FAULTLINE_GATEWAY_LISTEN: %q is not host:port: %w", c.Listen, err)
+	}
+	if c.GRPCListen != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCListen); err != nil {
+			return fmt.Errorf("FAULTLINE_GATEWAY_GRPC_LISTEN: %q is not host:port: %w", c.GRPCListen, err)
+		}
+	}
+	switch {
+	case c.MaxBodyBytes < 1024:
+		return fmt.Errorf("FAULTLINE_GATEWAY_MAX_BODY_BYTES: %d, need at least 1024", c.MaxBodyBytes)
+	case c.MaxItems < 1:
+		return fmt.Errorf("FAULTLINE_GATEWAY_MAX_ITEMS: need at least 1")
+	case c.PublishTimeout <= 0:
+		return fmt.Errorf("FAULTLINE_GATEWAY_PUBLISH_TIMEOUT: must be positive")
+	case c.RetryAfter < time.Second:
+		return fmt.Errorf("FAULTLINE_GATEWAY_RETRY_AFTER: at least 1s")
+	case c.ServiceLabel == "" || c.EnvLabel == "":
+		return fmt.Errorf("FAULTLINE_GATEWAY_ALERTMANAGER_*_LABEL: must not be empty")
+	}
+	return nil
+}
