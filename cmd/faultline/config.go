@@ -11,6 +11,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 )
@@ -29,6 +30,7 @@ type Config struct {
 
 	NATS       broker.Config     `envconfig:"NATS"`
 	ClickHouse clickhouse.Config `envconfig:"CLICKHOUSE"`
+	Gateway    gateway.Config    `envconfig:"GATEWAY"`
 	Worker     worker.Config     `envconfig:"WORKER"`
 }
 
@@ -58,6 +60,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FAULTLINE_DATA_DIR: must not be empty")
 	}
 	if err := c.NATS.Validate(); err != nil {
+		return err
+	}
+	if err := c.Gateway.Validate(); err != nil {
 		return err
 	}
 	if err := c.Worker.Validate(); err != nil {

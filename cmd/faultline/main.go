@@ -6,6 +6,7 @@
 // Usage:
 //
 //	faultline run       everything in one process (embedded NATS and local ClickHouse by default)
+//	faultline gateway   OTLP/HTTP, OTLP/gRPC and event endpoints into JetStream
 //	faultline worker    consume OTLP from JetStream into ClickHouse; run as many as needed
 //	faultline dora      the four DORA keys per environment and service
 //	faultline replay    send the reference scenario through a gateway
@@ -36,6 +37,7 @@ func usage() string {
 
 commands:
   run       run everything in one process (embedded NATS and local ClickHouse unless configured)
+  gateway   serve OTLP/HTTP, OTLP/gRPC and the event endpoints into JetStream
   worker    consume OTLP from JetStream into ClickHouse (run any number of them)
   dora      print the four DORA keys and their bands (--env, --service, --since 30d, --json)
   replay    send the reference scenario to a running gateway (--gateway URL)
@@ -64,8 +66,8 @@ func run(args []string) error {
 		return cmdReplay(ctx, args[1:], os.Stdout)
 	case "migrate":
 		return cmdMigrate(ctx)
-	case "run", "worker":
-		return cmdServe(ctx, roles[args[0]])
+	case "run", "worker", "gateway":
+		return cmdServe(ctx, roles[args[0]], nil)
 	case "help", "-h", "--help":
 		fmt.Println(usage())
 		return nil

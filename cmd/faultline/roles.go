@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 )
@@ -55,5 +56,20 @@ func startWorker(ctx context.Context, s *stack, g *group) error {
 		return err
 	}
 	g.Go("worker", func() error { return w.Run(ctx) })
+	return nil
+}
+
+// startGateway serves the gateway until the stack stops; shutdown stops
+// accepting first and waits for requests in flight.
+func startGateway(s *stack) error {
+	g, err := gateway.New(s.cfg.Gateway, s.js, s.cfg.NATS, s.log.With("component", "gateway"))
+	if err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	s.gateway = g
+	s.onStop(func(ctx context.Context) { _ = g.Shutdown(ctx) })
 	return nil
 }

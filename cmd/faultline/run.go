@@ -16,6 +16,7 @@ import (
 
 	"github.com/faultline-dev/faultline/pipeline/admin"
 	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
 )
@@ -33,6 +34,8 @@ type stack struct {
 
 	chSrv *chlocal.Server
 	ch    driver.Conn
+
+	gateway *gateway.Gateway
 
 	stops []func(context.Context) // run in reverse order
 }
@@ -135,6 +138,13 @@ func (s *stack) upClickHouse(ctx context.Context) error {
 	return nil
 }
 
+func chHTTP(s *stack) string {
+	if s.chSrv != nil {
+		return s.chSrv.HTTPAddr
+	}
+	return "-"
+}
+
 // down stops everything started, newest first, within the shutdown timeout.
 func (s *stack) down() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
@@ -154,15 +164,16 @@ type role struct {
 }
 
 var roles = map[string]role{
-	"run":    {name: "run", needCH: true, gateway: true, worker: true},
-	"worker": {name: "worker", needCH: true, worker: true},
+	"run":     {name: "run", needCH: true, gateway: true, worker: true},
+	"gateway": {name: "gateway", gateway: true},
+	"worker":  {name: "worker", needCH: true, worker: true},
 }
 
 // cmdServe brings the dependencies up, starts the role's parts, and on
 // SIGINT/SIGTERM stops them in order: listeners stop accepting, workers
 // commit and ack what they hold, then connections and embedded servers
 // close. The whole shutdown is bounded by FAULTLINE_SHUTDOWN_TIMEOUT.
-func cmdServe(ctx context.Context, r role) error {
+func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
@@ -185,6 +196,11 @@ func cmdServe(ctx context.Context, r role) error {
 	defer s.down()
 
 	var g group
+	if r.gateway {
+		if err := startGateway(s); err != nil {
+			return err
+		}
+	}
 	if r.worker {
 		if err := startWorker(ctx, s, &g); err != nil {
 			return err
@@ -201,9 +217,18 @@ func cmdServe(ctx context.Context, r role) error {
 		"database", cfg.ClickHouse.Database,
 		"admin", "http://"+s.admin.Addr())
 	if r.name == "run" {
-		fmt.Fprintf(os.Stderr, "\nfaultline is up (%s)\n  NATS        %s  (publish OTLP to %s / %s)\n  ClickHouse  %v  database %s\n  admin       http://%s/healthz /readyz /metrics\nCtrl-C stops everything.\n\n",
-			time.Since(start).Round(time.Millisecond), natsURL, cfg.NATS.LogsSubject, cfg.NATS.MetricsSubject,
-			cfg.ClickHouse.Addr, cfg.ClickHouse.Database, s.admin.Addr())
+		fmt.Fprintf(os.Stderr, "\nfaultline is up (%s)\n"+
+			"  gateway     http://%s  (OTLP/HTTP /v1/logs /v1/metrics; /v1/deploys /v1/incidents /v1/alertmanager /v1/cdevents)\n"+
+			"  OTLP/gRPC   %s\n"+
+			"  NATS        %s  (the Collector's NATS exporter publishes to %s / %s)\n"+
+			"  ClickHouse  %v  database %s  (HTTP %s)\n"+
+			"  admin       http://%s/healthz /readyz /metrics\n"+
+			"Try: bin/faultline replay   then   bin/faultline dora\nCtrl-C stops everything.\n\n",
+			time.Since(start).Round(time.Millisecond), s.gateway.Addr(), s.gateway.GRPCAddr(), natsURL, cfg.NATS.LogsSubject, cfg.NATS.MetricsSubject,
+			cfg.ClickHouse.Addr, cfg.ClickHouse.Database, chHTTP(s), s.admin.Addr())
+	}
+	if ready != nil {
+		ready(s)
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
