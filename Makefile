@@ -62,7 +62,7 @@ test-short: build
 	$(GO) test -short -count=1 ./...
 
 bench: build
-	$(GO) run ./cmd/faultline bench
+	$(GO) run ./cmd/faultline-bench -bin $(BIN)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -11,6 +11,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/correlator"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
@@ -32,6 +33,7 @@ type Config struct {
 	ClickHouse clickhouse.Config `envconfig:"CLICKHOUSE"`
 	Gateway    gateway.Config    `envconfig:"GATEWAY"`
 	Worker     worker.Config     `envconfig:"WORKER"`
+	Correlator correlator.Config `envconfig:"CORRELATOR"`
 }
 
 func loadConfig() (*Config, error) {
@@ -66,6 +68,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Worker.Validate(); err != nil {
+		return err
+	}
+	if err := c.Correlator.Validate(); err != nil {
 		return err
 	}
 	return c.ClickHouse.Validate()

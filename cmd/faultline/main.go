@@ -8,6 +8,7 @@
 //	faultline run       everything in one process (embedded NATS and local ClickHouse by default)
 //	faultline gateway   OTLP/HTTP, OTLP/gRPC and event endpoints into JetStream
 //	faultline worker    consume OTLP from JetStream into ClickHouse; run as many as needed
+//	faultline correlator detect incidents and pin them on deploys; run one
 //	faultline dora      the four DORA keys per environment and service
 //	faultline replay    send the reference scenario through a gateway
 //	faultline migrate   apply the ClickHouse schema and exit
@@ -39,6 +40,7 @@ commands:
   run       run everything in one process (embedded NATS and local ClickHouse unless configured)
   gateway   serve OTLP/HTTP, OTLP/gRPC and the event endpoints into JetStream
   worker    consume OTLP from JetStream into ClickHouse (run any number of them)
+  correlator detect incidents, pin them on deploys, write deploys/incidents (run one)
   dora      print the four DORA keys and their bands (--env, --service, --since 30d, --json)
   replay    send the reference scenario to a running gateway (--gateway URL)
   migrate   apply the ClickHouse schema migrations and exit
@@ -66,7 +68,7 @@ func run(args []string) error {
 		return cmdReplay(ctx, args[1:], os.Stdout)
 	case "migrate":
 		return cmdMigrate(ctx)
-	case "run", "worker", "gateway":
+	case "run", "worker", "gateway", "correlator":
 		return cmdServe(ctx, roles[args[0]], nil)
 	case "help", "-h", "--help":
 		fmt.Println(usage())

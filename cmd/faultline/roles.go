@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/faultline-dev/faultline/pipeline/correlator"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
@@ -49,6 +50,7 @@ func startWorker(ctx context.Context, s *stack, g *group) error {
 		Config:      s.cfg.Worker,
 		NATS:        s.cfg.NATS,
 		Sink:        tw,
+		Committed:   correlator.AggregatesHook(s.js, s.cfg.Correlator.Rules().MinSeverity),
 		IsPermanent: clickhouse.IsPermanent,
 		Log:         s.log.With("component", "worker"),
 	})
@@ -72,4 +74,10 @@ func startGateway(s *stack) error {
 	s.gateway = g
 	s.onStop(func(ctx context.Context) { _ = g.Shutdown(ctx) })
 	return nil
+}
+
+// startCorrelator runs the correlator until ctx ends.
+func startCorrelator(ctx context.Context, s *stack, g *group) {
+	c := correlator.New(s.cfg.Correlator, s.js, s.cfg.NATS, clickhouse.NewEventsWriter(s.ch), s.log.With("component", "correlator"))
+	g.Go("correlator", func() error { return c.Run(ctx) })
 }

@@ -116,6 +116,7 @@ func (s *stack) upClickHouse(ctx context.Context) error {
 			TCPPort:  s.cfg.ClickHouse.LocalTCPPort,
 			HTTPPort: s.cfg.ClickHouse.LocalHTTPPort,
 			Output:   os.Stderr,
+			Restart:  true,
 		})
 		if err != nil {
 			return fmt.Errorf("%w (or set FAULTLINE_CLICKHOUSE_ADDR to use a ClickHouse server)", err)
@@ -157,16 +158,18 @@ func (s *stack) down() {
 
 // role names the parts a process runs; run is all of them.
 type role struct {
-	name    string
-	needCH  bool
-	gateway bool
-	worker  bool
+	name       string
+	needCH     bool
+	gateway    bool
+	worker     bool
+	correlator bool
 }
 
 var roles = map[string]role{
-	"run":     {name: "run", needCH: true, gateway: true, worker: true},
-	"gateway": {name: "gateway", gateway: true},
-	"worker":  {name: "worker", needCH: true, worker: true},
+	"run":        {name: "run", needCH: true, gateway: true, worker: true, correlator: true},
+	"correlator": {name: "correlator", needCH: true, correlator: true},
+	"gateway":    {name: "gateway", gateway: true},
+	"worker":     {name: "worker", needCH: true, worker: true},
 }
 
 // cmdServe brings the dependencies up, starts the role's parts, and on
@@ -205,6 +208,9 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 		if err := startWorker(ctx, s, &g); err != nil {
 			return err
 		}
+	}
+	if r.correlator {
+		startCorrelator(ctx, s, &g)
 	}
 	natsURL := cfg.NATS.URL
 	if s.natsSrv != nil {

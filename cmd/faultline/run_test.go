@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -17,6 +18,46 @@ import (
 // scenario through the gateway, and checks that every record lands in
 // ClickHouse, /readyz says ready, and shutdown returns cleanly.
 func TestRunEndToEnd(t *testing.T) {
+	got := runScenario(t, 0, 0)
+	want := []string{
+		"incident det checkout/production 10:12-10:30 ttr=1080 suspect=v1.1.0 restored=rollback",
+		"incident det search/production 10:40-10:50 ttr=600 suspect= restored=",
+		"incident det catalog/production 11:02-11:15 ttr=780 suspect=v5.0.0 restored=",
+		"incident alertmanager payments/production 12:30-12:40 ttr=600 suspect= restored=",
+		"incident api checkout/production 13:20-13:50 ttr=1800 suspect= restored=",
+		"failure checkout/production v1.1.0 pinned=true rolledback=true",
+		"failure catalog/production v5.0.0 pinned=true rolledback=false",
+		"failure inventory/production v8 pinned=false rolledback=true",
+		"dora production/catalog deployments=2 failures=1 incidents=1",
+		"dora production/checkout deployments=3 failures=1 incidents=2",
+		"dora production/inventory deployments=3 failures=1 incidents=0",
+		"dora production/payments deployments=1 failures=0 incidents=1",
+		"dora production/search deployments=1 failures=0 incidents=1",
+		"dora staging/checkout deployments=1 failures=0 incidents=0",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("scenario outcome:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestScenarioShuffledWithThreeWorkers: the same scenario delivered out of
+// order (within the 2-minute lateness) through three workers gives the same
+// incidents, suspects, change failures and DORA rows.
+func TestScenarioShuffledWithThreeWorkers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays the scenario twice")
+	}
+	a := runScenario(t, 0, 0)
+	b := runScenario(t, 90*time.Second, 2)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatalf("in order, one worker:\n%s\nshuffled, three workers:\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+}
+
+// runScenario starts faultline run, sends the reference scenario (shuffled
+// within shuffle, with extra workers beside run's own) and returns the
+// outcome as comparable lines.
+func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int) []string {
 	bin, err := chtest.Bin()
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +99,13 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatalf("readyz: %d %s", resp.StatusCode, body)
 	}
 
-	reqs := replay.Scenario(1)
+	for i := 0; i < extraWorkers; i++ {
+		var g group
+		if err := startWorker(ctx, s, &g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := replay.Shuffle(replay.Scenario(1), shuffle, 5)
 	logs := 0
 	for _, r := range reqs {
 		if r.Path == replay.PathLogs {
@@ -87,6 +134,17 @@ func TestRunEndToEnd(t *testing.T) {
 	if err := s.ch.QueryRow(ctx, "SELECT count() FROM otel_metrics_histogram").Scan(&points); err != nil || points == 0 {
 		t.Fatalf("histogram points: %d, %v", points, err)
 	}
+	// The correlator writes within a flush interval of the last aggregate.
+	var out []string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		out = outcome(t, ctx, s)
+		if len(out) >= 5 && strings.Contains(strings.Join(out, "\n"), "catalog/production 11:02-11:15 ttr=780 suspect=v5.0.0") &&
+			strings.Contains(strings.Join(out, "\n"), "api checkout/production 13:20-13:50") {
+			time.Sleep(1500 * time.Millisecond) // one more flush
+			out = outcome(t, ctx, s)
+			break
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -96,4 +154,54 @@ func TestRunEndToEnd(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("shutdown hung")
 	}
+	return out
+}
+
+// outcome reads incidents, change failures and DORA rows as lines.
+func outcome(t *testing.T, ctx context.Context, s *stack) []string {
+	var out []string
+	rows, err := s.ch.Query(ctx, `SELECT Source, Service, Environment, formatDateTime(StartedAt, '%H:%i'), ifNull(formatDateTime(ResolvedAt, '%H:%i'), ''),
+		ifNull(toString(TimeToRestoreSeconds), ''), SuspectVersion, if(RestoredByDeployId = '', '', ifNull((SELECT any(Type) FROM deploys FINAL WHERE DeployId = RestoredByDeployId), '?'))
+		FROM incidents FINAL ORDER BY StartedAt, IncidentId`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var src, svc, env, start, end, ttr, suspect, restored string
+		if err := rows.Scan(&src, &svc, &env, &start, &end, &ttr, &suspect, &restored); err != nil {
+			t.Fatal(err)
+		}
+		if src == "detected" {
+			src = "det"
+		}
+		out = append(out, fmt.Sprintf("incident %s %s/%s %s-%s ttr=%s suspect=%s restored=%s", src, svc, env, start, end, ttr, suspect, restored))
+	}
+	rows.Close()
+	rows, err = s.ch.Query(ctx, `SELECT Service, Environment, Version, FailureReason LIKE '%top suspect%', RolledBackBy != '' FROM deploys FINAL WHERE ChangeFailure ORDER BY DeployedAt`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var svc, env, ver string
+		var pinned, rb bool
+		if err := rows.Scan(&svc, &env, &ver, &pinned, &rb); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("failure %s/%s %s pinned=%v rolledback=%v", svc, env, ver, pinned, rb))
+	}
+	rows.Close()
+	rows, err = s.ch.Query(ctx, `SELECT Environment, Service, Deployments, ChangeFailures, Incidents FROM dora_summary ORDER BY Environment, Service`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var env, svc string
+		var d, f, i uint64
+		if err := rows.Scan(&env, &svc, &d, &f, &i); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("dora %s/%s deployments=%d failures=%d incidents=%d", env, svc, d, f, i))
+	}
+	rows.Close()
+	return out
 }

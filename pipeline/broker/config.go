@@ -40,6 +40,8 @@ type Config struct {
 	EventsStream      string        `envconfig:"EVENTS_STREAM" default:"EVENTS" desc:"stream of deploy and incident events"`
 	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"8760h" desc:"how long deploy and incident events stay in the stream"`
 	DuplicateWindow   time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"window in which a repeated Nats-Msg-Id is dropped"`
+	AggregatesStream  string        `envconfig:"AGGREGATES_STREAM" default:"AGGREGATES" desc:"stream of per-minute telemetry aggregates the workers emit for detection"`
+	AggregatesMaxAge  time.Duration `envconfig:"AGGREGATES_MAX_AGE" default:"72h" desc:"how long aggregates stay (the correlator rebuilds its state from them)"`
 	DeadLetterStream  string        `envconfig:"DLQ_STREAM" default:"DEADLETTER" desc:"stream of messages that could not be processed (faultline.dlq.>)"`
 	DeadLetterMaxAge  time.Duration `envconfig:"DLQ_MAX_AGE" default:"336h" desc:"how long dead letters are kept"`
 }
@@ -79,7 +81,7 @@ func (c *Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("FAULTLINE_NATS_REPLICAS: %d, want 1 to 5", c.Replicas)
 	}
-	for name, s := range map[string]string{"TELEMETRY_STREAM": c.TelemetryStream, "EVENTS_STREAM": c.EventsStream, "DLQ_STREAM": c.DeadLetterStream} {
+	for name, s := range map[string]string{"TELEMETRY_STREAM": c.TelemetryStream, "EVENTS_STREAM": c.EventsStream, "AGGREGATES_STREAM": c.AggregatesStream, "DLQ_STREAM": c.DeadLetterStream} {
 		if !validName(s) {
 			return fmt.Errorf("FAULTLINE_NATS_%s: %q is not a valid stream name", name, s)
 		}

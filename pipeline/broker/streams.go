@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -14,6 +15,7 @@ import (
 const (
 	DeploysSubject    = "faultline.deploys"
 	IncidentsSubject  = "faultline.incidents"
+	AggregatesSubject = "faultline.aggregates"
 	DeadLetterPrefix  = "faultline.dlq"
 	deadLetterSubject = DeadLetterPrefix + ".>"
 )
@@ -49,6 +51,19 @@ func Streams(c Config) []jetstream.StreamConfig {
 			MaxBytes:    -1,
 			Duplicates:  c.DuplicateWindow,
 			Replicas:    c.Replicas,
+		},
+		{
+			Name:        c.AggregatesStream,
+			Description: "per-minute log counts by service, environment and version, one message per committed batch",
+			Subjects:    []string{AggregatesSubject},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.AggregatesMaxAge,
+			MaxBytes:    -1,
+			// Longer than a worker's ack wait: a batch re-formed after a
+			// crash republishes its aggregates under the same id.
+			Duplicates: max(c.DuplicateWindow, time.Hour),
+			Replicas:   c.Replicas,
 		},
 		{
 			Name:        c.DeadLetterStream,

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,8 +39,9 @@ type Options struct {
 	Prepare func(b *otlp.Batch)
 	// Committed, when set, runs after a batch is committed and before its
 	// messages are acked; an error retries it. It must be idempotent for a
-	// token (publish with the token as message id).
-	Committed func(ctx context.Context, b *otlp.Batch, token string) error
+	// token (publish with the token as message id). msgs says which log
+	// rows came from which stream message, in stream order.
+	Committed func(ctx context.Context, b *otlp.Batch, token string, msgs []MessageRows) error
 	Log       *slog.Logger
 }
 
@@ -62,13 +64,21 @@ type Worker struct {
 
 // item is one message in a batch. msg is nil for a message fetched from the
 // stream to re-form a batch (only its deliverer can ack it).
+// MessageRows are the log rows [LogsFrom, LogsTo) of a batch that came
+// from the stream message Seq.
+type MessageRows struct {
+	Seq              uint64
+	LogsFrom, LogsTo int
+}
+
 type item struct {
-	seq     uint64
-	subject string
-	hdr     nats.Header
-	data    []byte
-	msg     jetstream.Msg
-	recv    time.Time
+	logsFrom, logsTo int
+	seq              uint64
+	subject          string
+	hdr              nats.Header
+	data             []byte
+	msg              jetstream.Msg
+	recv             time.Time
 }
 
 type job struct {
@@ -213,11 +223,13 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		if cur.opened.IsZero() {
 			cur.opened = time.Now()
 		}
+		from := cur.rows.Logs.Len()
 		if _, err := cur.rows.Append(signalOf(w.o.NATS, m.Subject()), formatOf(m.Headers()), m.Data()); err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), m)
 			return
 		}
-		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), data: m.Data(), msg: m, recv: time.Now()})
+		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), data: m.Data(), msg: m, recv: time.Now(),
+			logsFrom: from, logsTo: cur.rows.Logs.Len()})
 		cur.bytes += len(m.Data())
 		if cur.rows.Records() >= w.o.Config.BatchRecords || cur.bytes >= w.o.Config.BatchBytes {
 			flush()
@@ -301,12 +313,14 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 			}
 			it.subject, it.hdr, it.data = raw.Subject, raw.Header, raw.Data
 		}
+		it.logsFrom = j.rows.Logs.Len()
 		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
 			// Deterministic decoding: this cannot pass the first time and
 			// fail now. Keep the stream moving all the same.
 			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, it.data, it.msg)
 			continue
 		}
+		it.logsTo = j.rows.Logs.Len()
 		j.items = append(j.items, it)
 		j.bytes += len(it.data)
 	}
@@ -386,7 +400,12 @@ func (w *Worker) commit(ctx context.Context, j *job) {
 	}
 	w.m.insertSeconds.UpdateDuration(start)
 	if w.o.Committed != nil {
-		if err := w.retry(ctx, j, "after commit", func(ctx context.Context) error { return w.o.Committed(ctx, j.rows, token) }); err != nil {
+		msgs := make([]MessageRows, len(j.items))
+		for i, it := range j.items {
+			msgs[i] = MessageRows{Seq: it.seq, LogsFrom: it.logsFrom, LogsTo: it.logsTo}
+		}
+		slices.SortFunc(msgs, func(a, b MessageRows) int { return cmp.Compare(a.Seq, b.Seq) })
+		if err := w.retry(ctx, j, "after commit", func(ctx context.Context) error { return w.o.Committed(ctx, j.rows, token, msgs) }); err != nil {
 			return
 		}
 	}
@@ -492,10 +511,12 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 	j.rows.Reset()
 	kept := j.items[:0]
 	for _, it := range j.items {
+		it.logsFrom = j.rows.Logs.Len()
 		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, it.data, it.msg)
 			continue
 		}
+		it.logsTo = j.rows.Logs.Len()
 		kept = append(kept, it)
 	}
 	j.items = kept

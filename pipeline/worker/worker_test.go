@@ -208,11 +208,14 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 			"CHILD_CRASH_AFTER_INSERT=0.15",
 		)
 		cmd.Stderr = &logs
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		// No Pdeathsig: it fires when the spawning OS thread exits, which
+		// Go does not promise to keep. Children watch their parent instead
+		// (runChild), and Cleanup kills them.
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		p := &proc{cmd: cmd, done: make(chan struct{})}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
 		go func() { _ = cmd.Wait(); close(p.done) }()
 		return p
 	}
@@ -220,7 +223,12 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	kills := 0
 	rng := rand.New(rand.NewPCG(1, 2))
 	next := time.Now().Add(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
-	waitDrained(t, ns.JS, c.TelemetryStream, "faultline-telemetry", 8*time.Minute, func() {
+	defer func() {
+		if t.Failed() {
+			t.Logf("worker processes said:\n%s", logs.String())
+		}
+	}()
+	waitDrained(t, ns.JS, c.TelemetryStream, "faultline-telemetry", 5*time.Minute, func() {
 		for i, p := range procs {
 			select {
 			case <-p.done: // exited (killed itself)
@@ -295,6 +303,15 @@ func runChild() int {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	}
+	// Exit when the test process is gone.
+	parent := os.Getppid()
+	go func() {
+		for range time.Tick(500 * time.Millisecond) {
+			if os.Getppid() != parent {
+				os.Exit(3)
+			}
+		}
+	}()
 	sig := make(chan os.Signal, 1)
 	go func() { <-sig; stop() }()
 	signal.Notify(sig, syscall.SIGTERM)

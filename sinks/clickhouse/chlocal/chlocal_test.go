@@ -88,3 +88,42 @@ func TestStartMissingBinary(t *testing.T) {
 		t.Fatal("want an error for a missing launcher binary")
 	}
 }
+
+// TestRestartAfterCrash: a server that dies by itself comes back on the
+// same ports with its data.
+func TestRestartAfterCrash(t *testing.T) {
+	bin, err := chtest.Bin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: t.TempDir(), Restart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "CREATE TABLE default.kv (k UInt64) ENGINE = MergeTree ORDER BY k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "INSERT INTO default.kv VALUES (1), (2)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := conn.QueryRow(ctx, "SELECT count() FROM default.kv").Scan(&n); err == nil {
+			break
+		}
+	}
+	if n != 2 || s.Restarts() != 1 {
+		t.Fatalf("after a crash: %d rows, %d restarts; want 2 and 1", n, s.Restarts())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,15 +26,27 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the native port to answer. Default 2m:
 	// a cold start maps the 560 MB library and loads existing tables.
 	ReadyTimeout time.Duration
+	// Restart brings the server back (same ports, same data) when it exits
+	// by itself, as a service manager would.
+	Restart bool
 }
 
 // Server is a running local ClickHouse.
 type Server struct {
 	Addr     string // native protocol, host:port
 	HTTPAddr string
+
+	o         Options
+	tcp, http int
+	tail      *tail
+
+	mu       sync.Mutex
 	cmd      *exec.Cmd
-	done     chan struct{}
-	err      error
+	exited   chan struct{} // closed when the current process exits
+	exitErr  error
+	stopping bool
+	done     chan struct{} // closed when the server is stopped for good
+	restarts int
 }
 
 // Start spawns the launcher and returns once the native port answers
@@ -42,6 +55,9 @@ type Server struct {
 func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Output == nil {
+		o.Output = io.Discard
 	}
 	if _, err := os.Stat(o.Bin); err != nil {
 		return nil, fmt.Errorf("local clickhouse launcher %q: %w (build it with make bin/faultline-clickhouse)", o.Bin, err)
@@ -61,49 +77,106 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 }
 
 func start(ctx context.Context, o Options) (*Server, error) {
-	tcp, http := o.TCPPort, o.HTTPPort
+	s := &Server{o: o, tcp: o.TCPPort, http: o.HTTPPort, tail: &tail{}, done: make(chan struct{})}
 	var err error
-	if tcp == 0 {
-		if tcp, err = FreePort(); err != nil {
+	if s.tcp == 0 {
+		if s.tcp, err = FreePort(); err != nil {
 			return nil, err
 		}
 	}
-	if http == 0 {
-		if http, err = FreePort(); err != nil {
+	if s.http == 0 {
+		if s.http, err = FreePort(); err != nil {
 			return nil, err
 		}
 	}
-	cmd := exec.Command(o.Bin,
-		"-path", o.Dir,
-		"-listen-host", "127.0.0.1",
-		"-tcp-port", strconv.Itoa(tcp),
-		"-http-port", strconv.Itoa(http))
-	cmd.Stdout, cmd.Stderr = o.Output, o.Output
-	// The server must not outlive its parent, even one killed with -9.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start local clickhouse: %w", err)
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcp))
+	s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.http))
+	if err := s.launch(); err != nil {
+		return nil, err
 	}
-	s := &Server{
-		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp)),
-		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(http)),
-		cmd:      cmd,
-		done:     make(chan struct{}),
-	}
-	go func() {
-		s.err = cmd.Wait()
-		close(s.done)
-	}()
 	if err := s.waitReady(ctx, o.ReadyTimeout); err != nil {
 		s.Stop()
 		return nil, err
 	}
+	go s.supervise()
 	return s, nil
+}
+
+func (s *Server) launch() error {
+	cmd := exec.Command(s.o.Bin,
+		"-path", s.o.Dir,
+		"-listen-host", "127.0.0.1",
+		"-tcp-port", strconv.Itoa(s.tcp),
+		"-http-port", strconv.Itoa(s.http))
+	w := io.MultiWriter(s.o.Output, s.tail)
+	cmd.Stdout, cmd.Stderr = w, w
+	// The server must not outlive its parent, even one killed with -9.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start local clickhouse: %w", err)
+	}
+	exited := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.exitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// supervise restarts the server when it exits by itself (Restart), and
+// otherwise marks it done.
+func (s *Server) supervise() {
+	for {
+		s.mu.Lock()
+		exited := s.exited
+		s.mu.Unlock()
+		<-exited
+		s.mu.Lock()
+		stopping, err := s.stopping, s.exitErr
+		s.mu.Unlock()
+		if stopping || !s.o.Restart {
+			close(s.done)
+			return
+		}
+		fmt.Fprintf(s.o.Output, "local clickhouse exited unexpectedly (%v); restarting on %s. Its last output:\n%s\n", err, s.Addr, s.tail.String())
+		time.Sleep(500 * time.Millisecond)
+		if err := s.launch(); err != nil {
+			fmt.Fprintf(s.o.Output, "local clickhouse: restart failed: %v\n", err)
+			close(s.done)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.o.ReadyTimeout)
+		err = s.waitReady(ctx, s.o.ReadyTimeout)
+		cancel()
+		s.mu.Lock()
+		s.restarts++
+		s.mu.Unlock()
+		if err != nil {
+			fmt.Fprintf(s.o.Output, "local clickhouse: restart failed: %v\n", err)
+		}
+	}
+}
+
+// Restarts is how many times the server was brought back after exiting by
+// itself.
+func (s *Server) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	s.mu.Lock()
+	exited := s.exited
+	s.mu.Unlock()
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{s.Addr},
 		DialTimeout: time.Second,
@@ -122,8 +195,8 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("local clickhouse exited before it was ready: %v", s.err)
+		case <-exited:
+			return fmt.Errorf("local clickhouse exited before it was ready: %v\n%s", s.exitErr, s.tail.String())
 		case <-ctx.Done():
 			return fmt.Errorf("local clickhouse on %s not ready after %s: %w", s.Addr, timeout, err)
 		case <-tick.C:
@@ -131,26 +204,39 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// Done is closed when the server process has exited.
+// Done is closed when the server has stopped for good.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
 // Stop asks the server to shut down cleanly and waits for it; after 30
 // seconds it kills the process.
 func (s *Server) Stop() error {
+	s.mu.Lock()
+	s.stopping = true
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
 	select {
-	case <-s.done:
+	case <-exited:
 		return nil
 	default:
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-exited:
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
 		return errors.New("local clickhouse did not stop within 30s; killed")
 	}
 	return nil
+}
+
+// Kill ends the server process abruptly (SIGKILL), as a crash would; with
+// Restart it comes back.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -161,4 +247,26 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail keeps the last 16 KB a server printed, for error messages.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 16<<10 {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-16<<10:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }

@@ -85,7 +85,9 @@ func Server(t testing.TB) *chlocal.Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: dir})
+	// Restart: a crash of the engine under a test's load (seen under kill -9
+	// of clients mid-insert) must not take every later test down with it.
+	s, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: dir, Restart: true, Output: os.Stderr})
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("chtest: start local ClickHouse (run the tests with make test, which builds %s): %v", bin, err)

@@ -1,0 +1,364 @@
+// Command faultline-bench measures faultline on this machine against
+// baselines taken in the same run, so the ratios hold on a noisy, shared
+// machine where absolute figures drift:
+//
+//   - insert ceiling: the same log rows, already decoded, inserted straight
+//     into ClickHouse in 100k-row batches (what ClickHouse and the client
+//     can take at most), and the Collector exporter's way for reference
+//     (clickhouse-go PrepareBatch + row Append + Send);
+//   - worker: `faultline worker` as its own process, from a pre-filled
+//     JetStream stream of realistic log records (10 resource attributes,
+//     5 log attributes, 100-byte bodies, 1000 records per message) to
+//     committed rows; its CPU time and peak RSS come from the kernel;
+//   - gateway: `faultline gateway` as its own process taking OTLP/HTTP
+//     protobuf requests of 1000 records from a load generator here,
+//     against publishing the same bytes to JetStream directly.
+//
+// make bench runs it; -records sets the size (default 2,000,000).
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/processors/otlp"
+	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
+	"github.com/faultline-dev/faultline/sinks/clickhouse"
+	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
+)
+
+const perMsg = 1000
+
+func main() {
+	records := flag.Int("records", 2_000_000, "log records through the worker")
+	gwRequests := flag.Int("gateway-requests", 500, "OTLP/HTTP requests of 1000 records through the gateway")
+	bin := flag.String("bin", "bin", "folder with faultline and faultline-clickhouse")
+	flag.Parse()
+	if err := run(*records, *gwRequests, *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name, value, baseline, ratio, note string
+}
+
+func run(records, gwRequests int, bin string) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "faultline-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, _ = filepath.Abs(bin)
+
+	fmt.Fprintln(os.Stderr, "starting local ClickHouse and embedded NATS ...")
+	ch, err := chlocal.Start(ctx, chlocal.Options{Bin: filepath.Join(bin, "faultline-clickhouse"), Dir: filepath.Join(dir, "ch")})
+	if err != nil {
+		return err
+	}
+	defer ch.Stop()
+	nc := broker.DefaultConfig()
+	nc.Listen = "127.0.0.1:0"
+	ns, err := broker.StartEmbedded(nc, filepath.Join(dir, "nats"), nil)
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	conn, err := broker.Connect(ctx, nc, ns.ClientURL(), "bench", nil)
+	if err != nil {
+		return err
+	}
+	js, _ := jetstream.New(conn)
+	if err := broker.Provision(ctx, js, broker.Streams(nc), nil); err != nil {
+		return err
+	}
+
+	msgs := records / perMsg
+	fmt.Fprintf(os.Stderr, "building %d OTLP requests of %d records ...\n", msgs, perMsg)
+	payloads := make([][]byte, msgs)
+	var total int
+	for i := range payloads {
+		payloads[i] = otlptest.LogsRequest("r"+strconv.Itoa(i), perMsg)
+		total += len(payloads[i])
+	}
+	var res []result
+	add := func(r result) { res = append(res, r); fmt.Fprintf(os.Stderr, "  %s: %s\n", r.name, r.value) }
+
+	// (a) The insert ceiling, in this process.
+	chcfg := clickhouse.Config{Addr: []string{ch.Addr}, Database: "bench_ceiling", User: "default", DialTimeout: 5 * time.Second, MaxConns: 2}
+	if err := clickhouse.Migrate(ctx, chcfg, nil); err != nil {
+		return err
+	}
+	ceiling, ceilCPU, err := insertCeiling(ctx, chcfg, payloads)
+	if err != nil {
+		return err
+	}
+	add(result{name: "insert ceiling (pre-decoded rows, 100k-row inserts)", value: fmt.Sprintf("%.0f rows/s, %.2f CPU-us/row (client)", ceiling, ceilCPU)})
+	rowRate, rowCPU, err := rowByRow(ctx, chcfg, payloads[:min(len(payloads), 200)])
+	if err != nil {
+		return err
+	}
+	add(result{name: "clickhouse-go row Append (the Collector exporter's way)", value: fmt.Sprintf("%.0f rows/s, %.2f CPU-us/row (client)", rowRate, rowCPU)})
+
+	// (b) The worker, end to end.
+	pubStart := time.Now()
+	for i, p := range payloads {
+		if _, err := js.Publish(ctx, "otel_logs", p); err != nil {
+			return fmt.Errorf("fill stream, message %d: %w", i, err)
+		}
+	}
+	pubRate := float64(records) / time.Since(pubStart).Seconds()
+	add(result{name: "JetStream publish (filling the stream)", value: fmt.Sprintf("%.0f records/s, %.0f MB", pubRate, float64(total)/1e6)})
+	wcfg := chcfg
+	wcfg.Database = "bench_worker"
+	if err := clickhouse.Migrate(ctx, wcfg, nil); err != nil {
+		return err
+	}
+	wRate, wCPU, wRSS, err := runWorker(ctx, bin, ns.ClientURL(), ch.Addr, wcfg, records)
+	if err != nil {
+		return err
+	}
+	res = append(res, result{
+		name: "worker end to end (JetStream -> ClickHouse)", value: fmt.Sprintf("%.0f records/s", wRate),
+		baseline: fmt.Sprintf("%.0f rows/s ceiling", ceiling), ratio: fmt.Sprintf("%.2f", wRate/ceiling), note: "target >= 0.70",
+	})
+	res = append(res, result{
+		name: "worker CPU per record", value: fmt.Sprintf("%.2f us", wCPU),
+		baseline: "2.30 us (Collector exporter, reference.md)", ratio: fmt.Sprintf("%.2f", wCPU/2.3), note: "target <= 1.0 us",
+	})
+	res = append(res, result{
+		name: "worker peak RSS", value: fmt.Sprintf("%.0f MB", wRSS),
+		baseline: "200 MB target", ratio: fmt.Sprintf("%.2f", wRSS/200), note: "target <= 200 MB",
+	})
+
+	// (c) The gateway.
+	gRate, gCPU, direct, err := runGateway(ctx, bin, ns.ClientURL(), js, payloads, gwRequests)
+	if err != nil {
+		return err
+	}
+	res = append(res, result{
+		name: "gateway OTLP/HTTP -> JetStream", value: fmt.Sprintf("%.0f records/s, %.3f CPU-us/record", gRate, gCPU),
+		baseline: fmt.Sprintf("%.0f records/s direct publish", direct), ratio: fmt.Sprintf("%.2f", gRate/direct), note: "target <= 0.3 CPU-us/record",
+	})
+
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tBASELINE (same run)\tRATIO\tNOTE")
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.name, r.value, r.baseline, r.ratio, r.note)
+	}
+	return tw.Flush()
+}
+
+// cpuNow is this process's user+system CPU time.
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func insertCeiling(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (rate, cpuPerRow float64, err error) {
+	w, err := clickhouse.NewTelemetryWriter(ctx, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.Close()
+	const per = 100
+	var batches []*otlp.Batch
+	for i := 0; i < len(payloads); i += per {
+		b := otlp.NewBatch()
+		for _, p := range payloads[i:min(i+per, len(payloads))] {
+			if _, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, p); err != nil {
+				return 0, 0, err
+			}
+		}
+		batches = append(batches, b)
+	}
+	rows := 0
+	c0, t0 := cpuNow(), time.Now()
+	for i, b := range batches {
+		if err := w.Write(ctx, b, "ceiling-"+strconv.Itoa(i)); err != nil {
+			return 0, 0, err
+		}
+		rows += b.Records()
+	}
+	el, cpu := time.Since(t0), cpuNow()-c0
+	return float64(rows) / el.Seconds(), float64(cpu.Microseconds()) / float64(rows), nil
+}
+
+func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (rate, cpuPerRow float64, err error) {
+	conn, err := chgo.Open(&chgo.Options{Addr: cfg.Addr, Auth: chgo.Auth{Database: cfg.Database, Username: "default"}})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	b := otlp.NewBatch()
+	for _, p := range payloads {
+		if _, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, p); err != nil {
+			return 0, 0, err
+		}
+	}
+	l := &b.Logs
+	c0, t0 := cpuNow(), time.Now()
+	for off := 0; off < l.Len(); off += 100_000 {
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO otel_logs (Timestamp, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, ResourceAttributes, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes)")
+		if err != nil {
+			return 0, 0, err
+		}
+		for i := off; i < min(off+100_000, l.Len()); i++ {
+			if err := batch.Append(time.Unix(0, l.Timestamp[i]), l.TraceId[i], l.SpanId[i], l.TraceFlags[i], l.SeverityText[i], l.SeverityNumber[i],
+				l.ServiceName[i], l.Body[i], toMap(&l.ResourceAttributes, i), l.ScopeName[i], l.ScopeVersion[i], toMap(&l.ScopeAttributes, i), toMap(&l.LogAttributes, i)); err != nil {
+				return 0, 0, err
+			}
+		}
+		if err := batch.Send(); err != nil {
+			return 0, 0, err
+		}
+	}
+	el, cpu := time.Since(t0), cpuNow()-c0
+	return float64(l.Len()) / el.Seconds(), float64(cpu.Microseconds()) / float64(l.Len()), nil
+}
+
+func toMap(a *otlp.Attrs, i int) map[string]string {
+	m := map[string]string{}
+	for _, kv := range a.Row(i) {
+		m[kv[0]] = kv[1]
+	}
+	return m
+}
+
+// runWorker runs `faultline worker` until every record is committed and
+// returns its rate, CPU per record and peak RSS in MB.
+func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.Config, records int) (rate, cpuPerRecord, rssMB float64, err error) {
+	cmd := exec.Command(filepath.Join(bin, "faultline"), "worker")
+	cmd.Env = append(os.Environ(),
+		"FAULTLINE_NATS_URL="+natsURL,
+		"FAULTLINE_CLICKHOUSE_ADDR="+chAddr,
+		"FAULTLINE_CLICKHOUSE_DATABASE="+cfg.Database,
+		"FAULTLINE_ADMIN_LISTEN=127.0.0.1:0",
+		"FAULTLINE_LOG_LEVEL=warn",
+	)
+	cmd.Stderr = os.Stderr
+	conn, err := chgo.Open(&chgo.Options{Addr: cfg.Addr, Auth: chgo.Auth{Database: cfg.Database, Username: "default"}})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer conn.Close()
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, 0, err
+	}
+	var n uint64
+	for time.Since(t0) < 10*time.Minute {
+		if err := conn.QueryRow(ctx, "SELECT count() FROM otel_logs").Scan(&n); err != nil {
+			return 0, 0, 0, err
+		}
+		if n >= uint64(records) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	el := time.Since(t0)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if n != uint64(records) {
+		return 0, 0, 0, fmt.Errorf("worker committed %d of %d records", n, records)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return float64(records) / el.Seconds(), float64(cpu.Microseconds()) / float64(records), float64(ru.Maxrss) / 1024, nil
+}
+
+// runGateway runs `faultline gateway` and sends it requests from 4
+// clients; its CPU per record comes from the kernel. The baseline publishes
+// the same bytes to JetStream directly.
+func runGateway(ctx context.Context, bin, natsURL string, js jetstream.JetStream, payloads [][]byte, n int) (rate, cpuPerRecord, direct float64, err error) {
+	n = min(n, len(payloads))
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := js.Publish(ctx, "otel_logs.direct", payloads[i]); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	direct = float64(n*perMsg) / time.Since(t0).Seconds()
+
+	port, err := chlocal.FreePort()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(filepath.Join(bin, "faultline"), "gateway")
+	cmd.Env = append(os.Environ(), "FAULTLINE_NATS_URL="+natsURL, "FAULTLINE_GATEWAY_LISTEN="+addr,
+		"FAULTLINE_GATEWAY_GRPC_LISTEN=", "FAULTLINE_ADMIN_LISTEN=127.0.0.1:0", "FAULTLINE_LOG_LEVEL=warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, 0, 0, err
+	}
+	url := "http://" + addr + "/v1/logs"
+	for i := 0; ; i++ {
+		if resp, err := http.Post(url, "application/x-protobuf", bytes.NewReader(payloads[0])); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			return 0, 0, 0, fmt.Errorf("gateway did not come up")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	next := make(chan int, n)
+	for i := 1; i < n; i++ { // 0 was the warm-up
+		next <- i
+	}
+	close(next)
+	t0 = time.Now()
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				resp, err := http.Post(url, "application/x-protobuf", bytes.NewReader(payloads[i]))
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("gateway answered %d", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	select {
+	case err := <-errs:
+		return 0, 0, 0, err
+	default:
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	recs := float64(n * perMsg)
+	return float64((n-1)*perMsg) / el.Seconds(), float64(cpu.Microseconds()) / recs, direct, nil
+}

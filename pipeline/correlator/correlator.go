@@ -1,0 +1,499 @@
+// Package correlator is the stateful heart of faultline: one process reads
+// the deploy and incident events and the workers' per-minute aggregates,
+// detects incidents on event time, pins each on the deploy that most likely
+// caused it, and writes the deploys, incidents and incident_suspects tables.
+//
+// Design: the correlator keeps no state of its own on disk. At start it
+// reads both streams from their beginning (ordered consumers) and rebuilds
+// everything, then follows them live; the tables hold the latest state per
+// id (ReplacingMergeTree), so writing a state again after a restart is
+// harmless. Detection and correlation are pure (processors/detect,
+// processors/correlate), so the same streams give the same tables however
+// many workers produced the aggregates and in whatever order they arrived
+// within the allowed lateness. Run one correlator; a second one would
+// compute the same rows and is harmless, which makes a standby cheap.
+package correlator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/worker"
+	"github.com/faultline-dev/faultline/processors/correlate"
+	"github.com/faultline-dev/faultline/processors/deploys"
+	"github.com/faultline-dev/faultline/processors/detect"
+	"github.com/faultline-dev/faultline/processors/events"
+	"github.com/faultline-dev/faultline/processors/otlp"
+)
+
+// Config is the correlator part of faultline's settings (FAULTLINE_CORRELATOR_*).
+type Config struct {
+	Threshold     float64       `envconfig:"THRESHOLD" default:"0.5" desc:"confidence at which an incident is pinned on its top suspect"`
+	RulesFile     string        `envconfig:"RULES_FILE" desc:"JSON file overriding the detection rules (min_errors, min_ratio, open_after, resolve_after, lateness, min_severity)"`
+	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"1s" desc:"how often changed rows are written to ClickHouse"`
+	GapWait       time.Duration `envconfig:"GAP_WAIT" default:"15s" desc:"how long detection waits for a telemetry message still in a worker's batch before going on without it"`
+}
+
+// Validate checks the settings.
+func (c *Config) Validate() error {
+	if c.Threshold <= 0 || c.Threshold > 1 {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_THRESHOLD: %v, want a value in (0, 1]", c.Threshold)
+	}
+	if c.GapWait <= 0 {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_GAP_WAIT: must be positive")
+	}
+	if c.FlushInterval <= 0 {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_FLUSH_INTERVAL: must be positive")
+	}
+	if c.RulesFile != "" {
+		if _, err := detect.LoadRules(c.RulesFile); err != nil {
+			return fmt.Errorf("FAULTLINE_CORRELATOR_RULES_FILE: %w", err)
+		}
+	}
+	return nil
+}
+
+// Rules returns the detection rules the settings select.
+func (c *Config) Rules() detect.Rules {
+	if c.RulesFile == "" {
+		return detect.DefaultRules()
+	}
+	r, _ := detect.LoadRules(c.RulesFile) // validated at start
+	return r
+}
+
+// Store writes rows.
+type Store interface {
+	Write(ctx context.Context, ds []correlate.DeployRow, is []correlate.IncidentRow, ss []correlate.SuspectRow) error
+}
+
+type incident struct {
+	events.Incident
+	started, resolved time.Time
+	verdict           correlate.Verdict
+	pinned            string // deploy id
+}
+
+// Correlator is the single owner of detection and correlation state.
+type Correlator struct {
+	cfg   Config
+	ccfg  correlate.Config
+	js    jetstream.JetStream
+	nats  broker.Config
+	store Store
+	log   *slog.Logger
+
+	idx       *deploys.Index
+	det       *detect.Detector
+	incidents map[string]*incident
+	pins      map[string]map[string]correlate.PinnedBy // deploy -> incident -> pin
+	dirtyDep  map[string]bool
+	dirtyInc  map[string]bool
+
+	// Reorder buffer of aggregates by telemetry stream sequence.
+	pending  map[uint64][]detect.Aggregate
+	nextSeq  uint64
+	gapSince time.Time
+	gapWait  time.Duration
+
+	mIncidents, mAggregates, mEvents, mWrites *metrics.Counter
+}
+
+// New prepares a correlator.
+func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *slog.Logger) *Correlator {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cc := correlate.DefaultConfig()
+	cc.Threshold = c.Threshold
+	return &Correlator{
+		cfg: c, ccfg: cc, js: js, nats: n, store: store, log: log,
+		idx: deploys.NewIndex(), det: detect.NewDetector(c.Rules()),
+		incidents: map[string]*incident{}, pins: map[string]map[string]correlate.PinnedBy{},
+		dirtyDep: map[string]bool{}, dirtyInc: map[string]bool{},
+		pending: map[uint64][]detect.Aggregate{}, gapWait: c.GapWait,
+		mIncidents:  metrics.GetOrCreateCounter("faultline_correlator_incidents_detected_total"),
+		mAggregates: metrics.GetOrCreateCounter("faultline_correlator_aggregates_total"),
+		mEvents:     metrics.GetOrCreateCounter("faultline_correlator_events_total"),
+		mWrites:     metrics.GetOrCreateCounter("faultline_correlator_rows_written_total"),
+	}
+}
+
+// Run rebuilds the state from the streams and follows them until ctx ends.
+func (c *Correlator) Run(ctx context.Context) error {
+	if st, err := c.js.Stream(ctx, c.nats.TelemetryStream); err == nil {
+		c.nextSeq = st.CachedInfo().State.FirstSeq
+	}
+	if c.nextSeq == 0 {
+		c.nextSeq = 1
+	}
+	evs, err := c.follow(ctx, c.nats.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject})
+	if err != nil {
+		return err
+	}
+	defer evs.Stop()
+	aggs, err := c.follow(ctx, c.nats.AggregatesStream, []string{broker.AggregatesSubject})
+	if err != nil {
+		return err
+	}
+	defer aggs.Stop()
+	tick := time.NewTicker(c.cfg.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			c.flush(fctx)
+			cancel()
+			return nil
+		case m := <-evs.ch:
+			c.handleEvent(m)
+		case m := <-aggs.ch:
+			c.handleAggregates(m)
+		case <-tick.C:
+			c.release(false)
+			c.flush(ctx)
+		}
+	}
+}
+
+type follower struct {
+	ch   chan jetstream.Msg
+	stop func()
+}
+
+func (f follower) Stop() { f.stop() }
+
+// follow reads a stream from its start with an ordered consumer.
+func (c *Correlator) follow(ctx context.Context, stream string, subjects []string) (follower, error) {
+	cons, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return follower{}, fmt.Errorf("follow %s: %w", stream, err)
+	}
+	ch := make(chan jetstream.Msg, 256)
+	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m })
+	if err != nil {
+		return follower{}, fmt.Errorf("follow %s: %w", stream, err)
+	}
+	return follower{ch: ch, stop: cc.Stop}, nil
+}
+
+func (c *Correlator) handleEvent(m jetstream.Msg) {
+	c.mEvents.Inc()
+	switch m.Subject() {
+	case broker.DeploysSubject:
+		var d events.Deploy
+		if err := json.Unmarshal(m.Data(), &d); err != nil {
+			c.log.Warn("skipping undecodable deploy event", "err", err)
+			return
+		}
+		c.addDeploy(d)
+	case broker.IncidentsSubject:
+		var inc events.Incident
+		if err := json.Unmarshal(m.Data(), &inc); err != nil {
+			c.log.Warn("skipping undecodable incident event", "err", err)
+			return
+		}
+		c.addIncident(inc)
+	}
+}
+
+func (c *Correlator) addDeploy(e events.Deploy) {
+	d := deploys.Deploy{ID: e.ID, Service: e.Service, Environment: e.Environment, Version: e.Version, Type: e.Type, Status: e.Status,
+		At: e.Timestamp, Commit: e.Commit, Author: e.Author, URL: e.URL, Attributes: e.Attributes}
+	for _, cm := range e.Commits {
+		if d.FirstCommitAt.IsZero() || cm.Timestamp.Before(d.FirstCommitAt) {
+			d.FirstCommitAt = cm.Timestamp
+		}
+	}
+	if !c.idx.Add(d) {
+		return
+	}
+	// Its own row, and those whose rollback status it may change.
+	for _, k := range c.idx.Between(d.Service, d.Environment, time.Time{}, time.Unix(1<<40, 0)) {
+		c.dirtyDep[k.ID] = true
+	}
+	c.dirtyDep[d.ID] = true
+	// A late deploy may be a better suspect for incidents already open.
+	for _, inc := range c.incidents {
+		if inc.Environment == d.Environment && !d.At.After(inc.started) && inc.started.Sub(d.At) <= c.ccfg.SameService {
+			c.correlate(inc)
+		}
+	}
+}
+
+func (c *Correlator) addIncident(e events.Incident) {
+	if e.Source == events.SourceDetected {
+		return // our own
+	}
+	inc, ok := c.incidents[e.ID]
+	if !ok {
+		inc = &incident{Incident: e}
+		c.incidents[e.ID] = inc
+	}
+	switch e.Status {
+	case events.StatusOpen:
+		if inc.started.IsZero() || e.Timestamp.Before(inc.started) {
+			inc.started = e.Timestamp
+		}
+		if e.Title != "" {
+			inc.Title = e.Title
+		}
+		if e.Severity != "" {
+			inc.Severity = e.Severity
+		}
+	case events.StatusResolved:
+		inc.resolved = e.Timestamp
+		if inc.started.IsZero() {
+			inc.started = e.Timestamp
+		}
+	}
+	c.correlate(inc)
+}
+
+// handleAggregates buffers a batch's aggregates and releases them in the
+// stream order of the telemetry messages they came from: workers commit
+// batches in any order, and replaying hours of event time in seconds turns
+// that into event-time disorder far beyond the lateness. Released in stream
+// order, the detector sees what one worker would have produced. A gap
+// (a message still in a worker's batch, or dead-lettered) is waited for
+// at most GapWait.
+func (c *Correlator) handleAggregates(m jetstream.Msg) {
+	var am aggMessage
+	if err := json.Unmarshal(m.Data(), &am); err != nil {
+		c.log.Warn("skipping undecodable aggregates", "err", err)
+		return
+	}
+	for _, e := range am.Messages {
+		if e.Seq < c.nextSeq {
+			c.observe(e.Aggs) // older than the cursor: history, take it now
+			continue
+		}
+		if _, ok := c.pending[e.Seq]; !ok {
+			c.pending[e.Seq] = e.Aggs
+		}
+	}
+	c.release(false)
+}
+
+// release observes buffered aggregates in sequence order, skipping a gap
+// that has lasted longer than GapWait (or any gap when force is set).
+func (c *Correlator) release(force bool) {
+	for len(c.pending) > 0 {
+		aggs, ok := c.pending[c.nextSeq]
+		if !ok {
+			first := c.firstPending()
+			if !force && (c.gapSince.IsZero() || time.Since(c.gapSince) < c.gapWait) {
+				if c.gapSince.IsZero() {
+					c.gapSince = time.Now()
+				}
+				break
+			}
+			c.nextSeq = first
+			continue
+		}
+		delete(c.pending, c.nextSeq)
+		c.nextSeq++
+		c.gapSince = time.Time{}
+		c.observe(aggs)
+	}
+	c.advance()
+}
+
+func (c *Correlator) firstPending() uint64 {
+	first := uint64(0)
+	for s := range c.pending {
+		if first == 0 || s < first {
+			first = s
+		}
+	}
+	return first
+}
+
+func (c *Correlator) observe(as []detect.Aggregate) {
+	c.mAggregates.Add(len(as))
+	for _, a := range as {
+		if a.Service == "" {
+			continue
+		}
+		c.det.Observe(a)
+	}
+}
+
+func (c *Correlator) advance() {
+	for _, t := range c.det.Advance() {
+		inc, ok := c.incidents[t.IncidentID]
+		if !ok {
+			inc = &incident{Incident: events.Incident{ID: t.IncidentID, Service: t.Service, Environment: t.Environment, Source: events.SourceDetected,
+				Title:    fmt.Sprintf("error rate of %s in %s: %d errors in %d log records", t.Service, t.Environment, t.Errors, t.Total),
+				Severity: "major"}}
+			c.incidents[t.IncidentID] = inc
+			c.mIncidents.Inc()
+		}
+		inc.started = t.StartedAt
+		if t.Resolved {
+			inc.resolved = t.ResolvedAt
+		}
+		c.correlate(inc)
+	}
+}
+
+// correlate re-ranks an incident's suspects and moves its pin.
+func (c *Correlator) correlate(inc *incident) {
+	v := correlate.Correlate(correlate.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, StartedAt: inc.started, ResolvedAt: inc.resolved},
+		c.idx, c.det.VersionCounts, c.ccfg)
+	inc.verdict = v
+	if inc.pinned != "" {
+		delete(c.pins[inc.pinned], inc.ID)
+		c.dirtyDep[inc.pinned] = true
+	}
+	inc.pinned = ""
+	if v.Pinned != nil {
+		id := v.Pinned.Deploy.ID
+		if c.pins[id] == nil {
+			c.pins[id] = map[string]correlate.PinnedBy{}
+		}
+		c.pins[id][inc.ID] = correlate.PinnedBy{IncidentID: inc.ID, Confidence: v.Confidence, Reason: v.Pinned.Reason}
+		inc.pinned = id
+		c.dirtyDep[id] = true
+	}
+	c.dirtyInc[inc.ID] = true
+}
+
+// flush writes every changed row; on failure they stay dirty for the next
+// tick.
+func (c *Correlator) flush(ctx context.Context) {
+	if len(c.dirtyDep) == 0 && len(c.dirtyInc) == 0 {
+		return
+	}
+	var ds []correlate.DeployRow
+	for id := range c.dirtyDep {
+		d, ok := c.idx.Get(id)
+		if !ok {
+			continue
+		}
+		ds = append(ds, c.deployRow(d))
+	}
+	var is []correlate.IncidentRow
+	var ss []correlate.SuspectRow
+	for id := range c.dirtyInc {
+		inc := c.incidents[id]
+		is = append(is, incidentRow(inc))
+		for _, s := range inc.verdict.Suspects {
+			ss = append(ss, correlate.SuspectRow{IncidentID: inc.ID, DeployID: s.Deploy.ID, Rank: uint16(s.Rank), Score: float32(s.Score),
+				Confidence: float32(s.Score), Reason: s.Reason, Service: s.Deploy.Service, Environment: s.Deploy.Environment, Version: s.Deploy.Version})
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.store.Write(wctx, ds, is, ss); err != nil {
+		c.log.Warn("writing correlation rows failed; will retry", "err", err)
+		return
+	}
+	c.mWrites.Add(len(ds) + len(is) + len(ss))
+	clear(c.dirtyDep)
+	clear(c.dirtyInc)
+	c.det.Prune(3 * time.Hour)
+}
+
+func (c *Correlator) deployRow(d *deploys.Deploy) correlate.DeployRow {
+	r := correlate.DeployRow{DeployID: d.ID, Service: d.Service, Environment: d.Environment, Version: d.Version, Type: d.Type, Status: d.Status,
+		DeployedAt: d.At, CommitSha: d.Commit, Author: d.Author, URL: d.URL, Attributes: d.Attributes}
+	if !d.FirstCommitAt.IsZero() {
+		t := d.FirstCommitAt
+		r.FirstCommitAt = &t
+	}
+	if lt, ok := d.LeadTime(); ok {
+		s := lt.Seconds()
+		r.LeadTimeSeconds = &s
+	}
+	if !d.Live() {
+		return r // never live: never a change failure
+	}
+	var pins []correlate.PinnedBy
+	for _, p := range c.pins[d.ID] {
+		pins = append(pins, p)
+	}
+	sortPins(pins)
+	var rb *deploys.Rollback
+	if x, ok := c.idx.RolledBack(d); ok {
+		rb = &x
+		r.RolledBackBy = x.By.ID
+	}
+	r.ChangeFailure = len(pins) > 0 || rb != nil
+	r.FailureReason = correlate.FailureReason(pins, rb)
+	return r
+}
+
+func sortPins(p []correlate.PinnedBy) {
+	for i := 1; i < len(p); i++ {
+		for j := i; j > 0 && p[j].IncidentID < p[j-1].IncidentID; j-- {
+			p[j], p[j-1] = p[j-1], p[j]
+		}
+	}
+}
+
+func incidentRow(inc *incident) correlate.IncidentRow {
+	r := correlate.IncidentRow{IncidentID: inc.ID, Service: inc.Service, Environment: inc.Environment, Title: inc.Title, Severity: inc.Severity,
+		Source: inc.Source, StartedAt: inc.started, Confidence: float32(inc.verdict.Confidence)}
+	if !inc.resolved.IsZero() {
+		t := inc.resolved
+		r.ResolvedAt = &t
+		s := inc.resolved.Sub(inc.started).Seconds()
+		r.TimeToRestoreSeconds = &s
+	}
+	if p := inc.verdict.Pinned; p != nil {
+		r.SuspectDeployID, r.SuspectVersion = p.Deploy.ID, p.Deploy.Version
+	}
+	if inc.verdict.RestoredBy != nil {
+		r.RestoredByDeployID = inc.verdict.RestoredBy.ID
+	}
+	return r
+}
+
+// aggMessage is what workers publish per committed batch: each telemetry
+// message's aggregates under its stream sequence (empty for messages
+// without logs), so the correlator can replay them in stream order.
+type aggMessage struct {
+	Messages []aggEntry `json:"messages"`
+}
+
+type aggEntry struct {
+	Seq  uint64             `json:"seq"`
+	Aggs []detect.Aggregate `json:"aggs,omitempty"`
+}
+
+// AggregatesHook returns a worker Committed hook that reduces each
+// committed message's log rows to per-minute aggregates and publishes them
+// under the batch token, so a re-formed batch republishes the same message
+// id and JetStream drops it.
+func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.Context, b *otlp.Batch, token string, msgs []worker.MessageRows) error {
+	agg := detect.NewAggregator(minSeverity)
+	return func(ctx context.Context, b *otlp.Batch, token string, msgs []worker.MessageRows) error {
+		l := &b.Logs
+		out := aggMessage{Messages: make([]aggEntry, 0, len(msgs))}
+		for _, mr := range msgs {
+			for i := mr.LogsFrom; i < mr.LogsTo; i++ {
+				agg.AddLog(l.ServiceName[i], l.Environment[i], l.ServiceVersion[i], l.Timestamp[i], l.SeverityNumber[i])
+			}
+			out.Messages = append(out.Messages, aggEntry{Seq: mr.Seq, Aggs: agg.Flush()})
+		}
+		data, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(broker.AggregatesSubject)
+		m.Data = data
+		m.Header.Set(nats.MsgIdHdr, "agg/"+token)
+		_, err = js.PublishMsg(ctx, m)
+		return err
+	}
+}

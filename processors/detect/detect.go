@@ -1,0 +1,398 @@
+// Package detect finds incidents in telemetry on event time.
+//
+// Workers reduce every batch to Aggregates: per service, environment,
+// service version and one-minute bucket of event time, how many log records
+// there were and how many were errors (SeverityNumber >= 17). A single
+// Detector consumes them, in whatever order and from however many workers,
+// and applies the log rule of contract.md per (service, environment):
+//
+//   - a bucket breaches when errors >= MinErrors (10) and
+//     errors/total >= MinRatio (5%);
+//   - OpenAfter (2) consecutive breaching buckets open an incident, started
+//     at the start of the first;
+//   - ResolveAfter (5) consecutive clean buckets resolve it, resolved at the
+//     start of the first clean one. A minute without any record is clean,
+//     so a service that stops sending resolves too.
+//
+// Buckets are judged only once the watermark has passed them: the
+// watermark is the latest event time seen over all aggregates minus the
+// allowed lateness (2 minutes). A record up to that late still counts in
+// its own bucket; a later one is counted in Stats.Late and changes nothing.
+// Since a bucket's verdict depends only on the records in it, and buckets
+// are judged in order once closed, the result is the same whatever order
+// the aggregates arrive in within the lateness and however they were split
+// across workers.
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Aggregate is the count of log records (and errors among them) of one
+// service, environment and version in one minute of event time.
+type Aggregate struct {
+	Service     string `json:"s"`
+	Environment string `json:"e"`
+	Version     string `json:"v,omitempty"`
+	Minute      int64  `json:"m"` // unix seconds of the bucket start
+	Total       uint64 `json:"t"`
+	Errors      uint64 `json:"x"`
+}
+
+// Rules are the detection thresholds.
+type Rules struct {
+	MinErrors    uint64        `json:"min_errors"`
+	MinRatio     float64       `json:"min_ratio"`
+	OpenAfter    int           `json:"open_after"`
+	ResolveAfter int           `json:"resolve_after"`
+	Lateness     time.Duration `json:"-"`
+	LatenessText string        `json:"lateness,omitempty"`
+	MinSeverity  int32         `json:"min_severity"`
+}
+
+// DefaultRules are contract.md's.
+func DefaultRules() Rules {
+	return Rules{MinErrors: 10, MinRatio: 0.05, OpenAfter: 2, ResolveAfter: 5, Lateness: 2 * time.Minute, MinSeverity: 17}
+}
+
+// Validate checks the rules.
+func (r Rules) Validate() error {
+	switch {
+	case r.MinErrors < 1:
+		return fmt.Errorf("min_errors must be at least 1")
+	case r.MinRatio <= 0 || r.MinRatio > 1:
+		return fmt.Errorf("min_ratio must be in (0, 1]")
+	case r.OpenAfter < 1 || r.ResolveAfter < 1:
+		return fmt.Errorf("open_after and resolve_after must be at least 1")
+	case r.Lateness < 0:
+		return fmt.Errorf("lateness must not be negative")
+	case r.MinSeverity < 1 || r.MinSeverity > 24:
+		return fmt.Errorf("min_severity must be an OTLP severity number (1-24)")
+	}
+	return nil
+}
+
+// LoadRules reads a JSON rules file over the defaults: fields it leaves out
+// keep their default.
+func LoadRules(path string) (Rules, error) {
+	r := DefaultRules()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, fmt.Errorf("rules file: %w", err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("rules file %s: %w", path, err)
+	}
+	if r.LatenessText != "" {
+		if r.Lateness, err = time.ParseDuration(r.LatenessText); err != nil {
+			return r, fmt.Errorf("rules file %s: lateness: %w", path, err)
+		}
+	}
+	if err := r.Validate(); err != nil {
+		return r, fmt.Errorf("rules file %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Aggregator reduces rows to Aggregates; workers run one per batch.
+type Aggregator struct {
+	minSeverity int32
+	m           map[Aggregate]*Aggregate // key with zero counts -> counts
+}
+
+// NewAggregator counts records with severity >= minSeverity as errors.
+func NewAggregator(minSeverity int32) *Aggregator {
+	return &Aggregator{minSeverity: minSeverity, m: map[Aggregate]*Aggregate{}}
+}
+
+// AddLog counts one log record (ts in unix nanoseconds).
+func (a *Aggregator) AddLog(service, env, version string, ts int64, severity uint8) {
+	k := Aggregate{Service: service, Environment: env, Version: version, Minute: floorMinute(ts)}
+	c, ok := a.m[k]
+	if !ok {
+		c = &Aggregate{}
+		a.m[k] = c
+	}
+	c.Total++
+	if int32(severity) >= a.minSeverity {
+		c.Errors++
+	}
+}
+
+func floorMinute(ns int64) int64 {
+	s := ns / 1e9
+	if ns < 0 && ns%1e9 != 0 {
+		s--
+	}
+	m := s - s%60
+	if s < 0 && s%60 != 0 {
+		m -= 60
+	}
+	return m
+}
+
+// Flush returns the counted aggregates in a fixed order and empties the
+// aggregator.
+func (a *Aggregator) Flush() []Aggregate {
+	out := make([]Aggregate, 0, len(a.m))
+	for k, c := range a.m {
+		k.Total, k.Errors = c.Total, c.Errors
+		out = append(out, k)
+	}
+	clear(a.m)
+	slices.SortFunc(out, func(x, y Aggregate) int {
+		if c := strings.Compare(x.Service, y.Service); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Environment, y.Environment); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Version, y.Version); c != 0 {
+			return c
+		}
+		return int(x.Minute - y.Minute)
+	})
+	return out
+}
+
+// Transition is an incident opening or resolving.
+type Transition struct {
+	IncidentID  string
+	Service     string
+	Environment string
+	Resolved    bool
+	StartedAt   time.Time
+	ResolvedAt  time.Time // set when Resolved
+	// Errors and Total of the buckets that opened it.
+	Errors, Total uint64
+}
+
+// IncidentID derives a detected incident's id from what identifies it.
+func IncidentID(service, env string, started time.Time) string {
+	h := sha256.Sum256([]byte(service + "\x00" + env + "\x00" + started.UTC().Format(time.RFC3339)))
+	return "det-" + hex.EncodeToString(h[:8])
+}
+
+type counts struct{ total, errors uint64 }
+
+type series struct {
+	buckets map[int64]counts // open buckets by minute
+	// versions counts errors and totals by version per minute, kept for
+	// evidence queries.
+	versions map[string]map[int64]counts
+	next     int64 // first minute not judged yet
+	started  bool
+	judged   bool // some bucket was judged
+	breach   int   // consecutive breaching buckets
+	firstBad int64 // start of the run of breaching buckets
+	clean    int   // consecutive clean buckets while open
+	firstOK  int64
+	open     *Transition
+}
+
+// Stats count what the detector saw.
+type Stats struct {
+	Aggregates, Late uint64
+}
+
+// Detector applies the log rule per (service, environment).
+type Detector struct {
+	rules     Rules
+	series    map[[2]string]*series
+	maxMinute int64 // latest bucket start seen
+	seen      bool
+	Stats     Stats
+}
+
+// NewDetector returns a detector with rules.
+func NewDetector(r Rules) *Detector {
+	return &Detector{rules: r, series: map[[2]string]*series{}}
+}
+
+// Observe adds an aggregate; a bucket already judged does not change.
+func (d *Detector) Observe(a Aggregate) {
+	d.Stats.Aggregates++
+	k := [2]string{a.Service, a.Environment}
+	s, ok := d.series[k]
+	if !ok {
+		s = &series{buckets: map[int64]counts{}, versions: map[string]map[int64]counts{}}
+		d.series[k] = s
+	}
+	if s.judged && a.Minute < s.next {
+		d.Stats.Late++ // its bucket was judged already
+		return
+	}
+	if !s.started || a.Minute < s.next {
+		s.next, s.started = a.Minute, true
+	}
+	c := s.buckets[a.Minute]
+	c.total += a.Total
+	c.errors += a.Errors
+	s.buckets[a.Minute] = c
+	vm := s.versions[a.Version]
+	if vm == nil {
+		vm = map[int64]counts{}
+		s.versions[a.Version] = vm
+	}
+	vc := vm[a.Minute]
+	vc.total += a.Total
+	vc.errors += a.Errors
+	vm[a.Minute] = vc
+	if !d.seen || a.Minute > d.maxMinute {
+		d.maxMinute, d.seen = a.Minute, true
+	}
+}
+
+// Watermark is the event time up to which buckets are final.
+func (d *Detector) Watermark() time.Time {
+	if !d.seen {
+		return time.Time{}
+	}
+	// The latest bucket seen ends a minute after its start.
+	return time.Unix(d.maxMinute+60, 0).UTC().Add(-d.rules.Lateness)
+}
+
+// Advance judges every bucket the watermark has passed and returns the
+// incidents that opened or resolved, in order.
+func (d *Detector) Advance() []Transition {
+	if !d.seen {
+		return nil
+	}
+	wm := d.Watermark().Unix()
+	keys := make([][2]string, 0, len(d.series))
+	for k := range d.series {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int {
+		if c := strings.Compare(a[1], b[1]); c != 0 {
+			return c
+		}
+		return strings.Compare(a[0], b[0])
+	})
+	var out []Transition
+	for _, k := range keys {
+		s := d.series[k]
+		for s.started && s.next+60 <= wm {
+			m := s.next
+			s.judged = true
+			c, has := s.buckets[m]
+			delete(s.buckets, m)
+			s.next += 60
+			if !has && s.open == nil && s.breach == 0 {
+				// Nothing pending: jump to the next bucket with data.
+				if n, ok := nextBucket(s.buckets); ok && n > s.next {
+					s.next = n
+				} else if !ok {
+					s.next = max(s.next, wm-60)
+				}
+				continue
+			}
+			if t, ok := d.judge(k, s, m, c); ok {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+func nextBucket(b map[int64]counts) (int64, bool) {
+	first, ok := int64(0), false
+	for m := range b {
+		if !ok || m < first {
+			first, ok = m, true
+		}
+	}
+	return first, ok
+}
+
+func (d *Detector) breaches(c counts) bool {
+	return c.errors >= d.rules.MinErrors && float64(c.errors) >= d.rules.MinRatio*float64(c.total)
+}
+
+func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition, bool) {
+	bad := d.breaches(c)
+	if s.open == nil {
+		if !bad {
+			s.breach = 0
+			return Transition{}, false
+		}
+		if s.breach == 0 {
+			s.firstBad = m
+		}
+		s.breach++
+		if s.breach < d.rules.OpenAfter {
+			return Transition{}, false
+		}
+		start := time.Unix(s.firstBad, 0).UTC()
+		t := Transition{IncidentID: IncidentID(k[0], k[1], start), Service: k[0], Environment: k[1], StartedAt: start}
+		for mm := s.firstBad; mm <= m; mm += 60 {
+			for _, vm := range s.versions {
+				t.Errors += vm[mm].errors
+				t.Total += vm[mm].total
+			}
+		}
+		s.open, s.breach, s.clean = &t, 0, 0
+		return t, true
+	}
+	if bad {
+		s.clean = 0
+		return Transition{}, false
+	}
+	if s.clean == 0 {
+		s.firstOK = m
+	}
+	s.clean++
+	if s.clean < d.rules.ResolveAfter {
+		return Transition{}, false
+	}
+	t := *s.open
+	t.Resolved, t.ResolvedAt = true, time.Unix(s.firstOK, 0).UTC()
+	s.open, s.clean = nil, 0
+	return t, true
+}
+
+// VersionCounts returns, per version, the records and errors of a service
+// and environment in [from, to), for evidence about suspects. Only recent
+// history is kept (see Prune).
+func (d *Detector) VersionCounts(service, env string, from, to time.Time) map[string][2]uint64 {
+	s, ok := d.series[[2]string{service, env}]
+	if !ok {
+		return nil
+	}
+	out := map[string][2]uint64{}
+	for v, vm := range s.versions {
+		for m, c := range vm {
+			if m >= from.Unix() && m < to.Unix() {
+				x := out[v]
+				x[0] += c.total
+				x[1] += c.errors
+				out[v] = x
+			}
+		}
+	}
+	return out
+}
+
+// Prune forgets per-version history older than keep before the watermark.
+func (d *Detector) Prune(keep time.Duration) {
+	limit := d.Watermark().Add(-keep).Unix()
+	for _, s := range d.series {
+		for v, vm := range s.versions {
+			for m := range vm {
+				if m < limit {
+					delete(vm, m)
+				}
+			}
+			if len(vm) == 0 {
+				delete(s.versions, v)
+			}
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package detect
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+
+func agg(svc string, min int, total, errors uint64) Aggregate {
+	return Aggregate{Service: svc, Environment: "production", Version: "v1", Minute: t0.Add(time.Duration(min) * time.Minute).Unix(), Total: total, Errors: errors}
+}
+
+// run feeds minute-by-minute aggregates and advances after each one, as a
+// live stream would.
+func run(aggs []Aggregate) []Transition {
+	d := NewDetector(DefaultRules())
+	var out []Transition
+	for _, a := range aggs {
+		d.Observe(a)
+		out = append(out, d.Advance()...)
+	}
+	return out
+}
+
+func profileOf(svc string, from int, profile []struct{ total, errors uint64 }) []Aggregate {
+	var out []Aggregate
+	for i, p := range profile {
+		out = append(out, agg(svc, from+i, p.total, p.errors))
+	}
+	return out
+}
+
+type te = struct{ total, errors uint64 }
+
+func repeat(n int, v te) []te {
+	out := make([]te, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+func cat(parts ...[]te) []te {
+	var out []te
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func TestRuleEdges(t *testing.T) {
+	clean := te{200, 0}
+	for _, tc := range []struct {
+		name    string
+		profile []te
+		opens   bool
+		startAt int // minute of StartedAt
+	}{
+		{"exactly 10 errors at exactly 5%", cat(repeat(3, clean), repeat(2, te{200, 10}), repeat(8, clean)), true, 3},
+		{"9 errors is not enough", cat(repeat(3, clean), repeat(2, te{100, 9}), repeat(8, clean)), false, 0},
+		{"10 errors below 5%", cat(repeat(3, clean), repeat(2, te{201, 10}), repeat(8, clean)), false, 0},
+		{"one breaching bucket does not open", cat(repeat(3, clean), repeat(1, te{100, 50}), repeat(8, clean)), false, 0},
+		{"breach, clean, breach does not open", cat(repeat(3, clean), []te{{100, 50}, clean, {100, 50}}, repeat(8, clean)), false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A second service keeps event time moving.
+			aggs := append(profileOf("checkout", 0, tc.profile), profileOf("clock", 0, repeat(len(tc.profile)+10, clean))...)
+			tr := run(sortByMinute(aggs))
+			var opened []Transition
+			for _, x := range tr {
+				if !x.Resolved && x.Service == "checkout" {
+					opened = append(opened, x)
+				}
+			}
+			if tc.opens != (len(opened) == 1) || len(opened) > 1 {
+				t.Fatalf("transitions %+v, want opened=%v", tr, tc.opens)
+			}
+			if tc.opens && !opened[0].StartedAt.Equal(t0.Add(time.Duration(tc.startAt)*time.Minute)) {
+				t.Fatalf("started %s, want +%dm", opened[0].StartedAt, tc.startAt)
+			}
+		})
+	}
+}
+
+func sortByMinute(a []Aggregate) []Aggregate {
+	out := append([]Aggregate(nil), a...)
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Minute < out[j-1].Minute; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func TestResolveAfterFiveCleanAndWhenSilent(t *testing.T) {
+	clean := te{200, 0}
+	bad := te{200, 40}
+	// Errors from +2m to +6m, clean from +7m: resolves at +7m once +11m is judged.
+	aggs := sortByMinute(append(profileOf("checkout", 0, cat(repeat(2, clean), repeat(5, bad), repeat(10, clean))), profileOf("clock", 0, repeat(25, clean))...))
+	tr := run(aggs)
+	if len(tr) != 2 || tr[0].Resolved || !tr[1].Resolved || !tr[0].StartedAt.Equal(t0.Add(2*time.Minute)) || !tr[1].ResolvedAt.Equal(t0.Add(7*time.Minute)) {
+		t.Fatalf("transitions %+v", tr)
+	}
+	// A service that stops sending while failing resolves: silence is clean.
+	aggs = sortByMinute(append(profileOf("checkout", 0, repeat(3, bad)), profileOf("clock", 0, repeat(20, clean))...))
+	tr = run(aggs)
+	if len(tr) != 2 || !tr[1].Resolved || !tr[1].ResolvedAt.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("silent service: %+v", tr)
+	}
+}
+
+// TestOrderAndSplitDoNotMatter: the same records split across workers (many
+// partial aggregates per bucket) and shuffled within the lateness give the
+// same transitions as in order.
+func TestOrderAndSplitDoNotMatter(t *testing.T) {
+	clean := te{300, 1}
+	bad := te{300, 60}
+	base := sortByMinute(append(
+		profileOf("checkout", 0, cat(repeat(10, clean), repeat(15, bad), repeat(20, clean))),
+		profileOf("search", 0, cat(repeat(30, clean), repeat(4, te{250, 70}), repeat(11, clean)))...))
+	want := run(base)
+	if len(want) != 4 {
+		t.Fatalf("in order: %+v", want)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for round := 0; round < 50; round++ {
+		var parts []Aggregate
+		for _, a := range base { // split each bucket across 3 "workers"
+			t1 := a.Total / 3
+			e1 := a.Errors / 3
+			parts = append(parts, Aggregate{a.Service, a.Environment, a.Version, a.Minute, t1, e1},
+				Aggregate{a.Service, a.Environment, "v2", a.Minute, t1, e1},
+				Aggregate{a.Service, a.Environment, a.Version, a.Minute, a.Total - 2*t1, a.Errors - 2*e1})
+		}
+		// Shuffle within 90s of event time (inside the 2m lateness).
+		keys := make([]float64, len(parts))
+		for i, p := range parts {
+			keys[i] = float64(p.Minute) + rng.Float64()*90
+		}
+		idx := rng.Perm(len(parts))
+		for i := 1; i < len(idx); i++ {
+			for j := i; j > 0 && keys[idx[j]] < keys[idx[j-1]]; j-- {
+				idx[j], idx[j-1] = idx[j-1], idx[j]
+			}
+		}
+		shuffled := make([]Aggregate, len(parts))
+		for i, j := range idx {
+			shuffled[i] = parts[j]
+		}
+		got := run(shuffled)
+		for i := range got { // counts per version differ by split only in Version; compare verdicts
+			got[i].Errors, got[i].Total = want[i].Errors, want[i].Total
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: %+v\nwant %+v", round, got, want)
+		}
+	}
+}
+
+func TestLateBeyondLatenessIgnored(t *testing.T) {
+	d := NewDetector(DefaultRules())
+	for m := 0; m < 10; m++ {
+		d.Observe(agg("checkout", m, 100, 0))
+		d.Advance()
+	}
+	d.Observe(agg("checkout", 2, 100, 90)) // 8 minutes late
+	d.Observe(agg("checkout", 3, 100, 90))
+	if tr := d.Advance(); len(tr) != 0 || d.Stats.Late != 2 {
+		t.Fatalf("late data changed the verdict: %+v, late %d", tr, d.Stats.Late)
+	}
+}
+
+func TestAggregator(t *testing.T) {
+	a := NewAggregator(17)
+	ns := t0.UnixNano()
+	a.AddLog("s", "p", "v", ns, 17)
+	a.AddLog("s", "p", "v", ns+59e9, 9)
+	a.AddLog("s", "p", "v", ns+60e9, 21)
+	got := a.Flush()
+	if len(got) != 2 || got[0].Total != 2 || got[0].Errors != 1 || got[1].Errors != 1 || got[1].Minute != t0.Unix()+60 {
+		t.Fatalf("%+v", got)
+	}
+	if len(a.Flush()) != 0 {
+		t.Fatal("flush did not empty")
+	}
+}

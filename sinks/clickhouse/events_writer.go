@@ -1,0 +1,80 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/faultline-dev/faultline/processors/correlate"
+)
+
+// EventsWriter stores the state of deploys, incidents and suspects. Each
+// write is a new version of a row (ReplacingMergeTree by UpdatedAt), so
+// writing the same state again is harmless and readers see the latest with
+// FINAL. Volumes are small (one row per change), so clickhouse-go's
+// row-by-row batches are fine here.
+type EventsWriter struct {
+	conn driver.Conn
+	now  func() time.Time
+}
+
+// NewEventsWriter writes through conn (opened on faultline's database).
+func NewEventsWriter(conn driver.Conn) *EventsWriter {
+	return &EventsWriter{conn: conn, now: time.Now}
+}
+
+// Write inserts the rows, one insert per table.
+func (w *EventsWriter) Write(ctx context.Context, ds []correlate.DeployRow, is []correlate.IncidentRow, ss []correlate.SuspectRow) error {
+	at := w.now().UTC()
+	if len(ds) > 0 {
+		b, err := w.conn.PrepareBatch(ctx, "INSERT INTO deploys (DeployId, Service, Environment, Version, Type, Status, DeployedAt, CommitSha, FirstCommitAt, LeadTimeSeconds, Author, Url, Attributes, ChangeFailure, FailureReason, RolledBackBy, UpdatedAt)")
+		if err != nil {
+			return fmt.Errorf("deploys: %w", err)
+		}
+		for _, d := range ds {
+			attrs := d.Attributes
+			if attrs == nil {
+				attrs = map[string]string{}
+			}
+			if err := b.Append(d.DeployID, d.Service, d.Environment, d.Version, d.Type, d.Status, d.DeployedAt, d.CommitSha, d.FirstCommitAt, d.LeadTimeSeconds,
+				d.Author, d.URL, attrs, d.ChangeFailure, d.FailureReason, d.RolledBackBy, at); err != nil {
+				return fmt.Errorf("deploys: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("deploys: %w", err)
+		}
+	}
+	if len(is) > 0 {
+		b, err := w.conn.PrepareBatch(ctx, "INSERT INTO incidents (IncidentId, Service, Environment, Title, Severity, Source, StartedAt, ResolvedAt, TimeToRestoreSeconds, SuspectDeployId, SuspectVersion, Confidence, RestoredByDeployId, UpdatedAt)")
+		if err != nil {
+			return fmt.Errorf("incidents: %w", err)
+		}
+		for _, i := range is {
+			if err := b.Append(i.IncidentID, i.Service, i.Environment, i.Title, i.Severity, i.Source, i.StartedAt, i.ResolvedAt, i.TimeToRestoreSeconds,
+				i.SuspectDeployID, i.SuspectVersion, i.Confidence, i.RestoredByDeployID, at); err != nil {
+				return fmt.Errorf("incidents: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("incidents: %w", err)
+		}
+	}
+	if len(ss) > 0 {
+		b, err := w.conn.PrepareBatch(ctx, "INSERT INTO incident_suspects (IncidentId, DeployId, Rank, Score, Confidence, Reason, Service, Environment, Version, UpdatedAt)")
+		if err != nil {
+			return fmt.Errorf("incident_suspects: %w", err)
+		}
+		for _, s := range ss {
+			if err := b.Append(s.IncidentID, s.DeployID, s.Rank, s.Score, s.Confidence, s.Reason, s.Service, s.Environment, s.Version, at); err != nil {
+				return fmt.Errorf("incident_suspects: %w", err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("incident_suspects: %w", err)
+		}
+	}
+	return nil
+}
