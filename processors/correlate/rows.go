@@ -9,14 +9,14 @@ import "time"
 // DeployRow is a deploy's state.
 type DeployRow struct {
 	DeployID, Service, Environment, Version, Type, Status string
-	DeployedAt                                           time.Time
-	CommitSha                                            string
-	FirstCommitAt                                        *time.Time
-	LeadTimeSeconds                                      *float64
-	Author, URL                                          string
-	Attributes                                           map[string]string
-	ChangeFailure                                        bool
-	FailureReason, RolledBackBy                          string
+	DeployedAt                                            time.Time
+	CommitSha                                             string
+	FirstCommitAt                                         *time.Time
+	LeadTimeSeconds                                       *float64
+	Author, URL                                           string
+	Attributes                                            map[string]string
+	ChangeFailure                                         bool
+	FailureReason, RolledBackBy                           string
 }
 
 // IncidentRow is an incident's state.

@@ -189,7 +189,7 @@ type series struct {
 	versions map[string]map[int64]counts
 	next     int64 // first minute not judged yet
 	started  bool
-	judged   bool // some bucket was judged
+	judged   bool  // some bucket was judged
 	breach   int   // consecutive breaching buckets
 	firstBad int64 // start of the run of breaching buckets
 	clean    int   // consecutive clean buckets while open
