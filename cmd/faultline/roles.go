@@ -46,7 +46,12 @@ func startWorker(ctx context.Context, s *stack, g *group) error {
 		return err
 	}
 	s.onStop(func(context.Context) { tw.Close() })
+	live, err := worker.FollowDeploys(ctx, s.js, s.cfg.NATS)
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(s.js, worker.Options{
+		Prepare:     live.Prepare,
 		Config:      s.cfg.Worker,
 		NATS:        s.cfg.NATS,
 		Sink:        tw,

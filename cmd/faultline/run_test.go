@@ -134,6 +134,15 @@ func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int) []string
 	if err := s.ch.QueryRow(ctx, "SELECT count() FROM otel_metrics_histogram").Scan(&points); err != nil || points == 0 {
 		t.Fatalf("histogram points: %d, %v", points, err)
 	}
+	// Rows carry the release that was live at their time.
+	var enriched uint64
+	if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = 'checkout' AND ResourceAttributes['deployment.environment.name'] = 'production'
+		AND Timestamp >= '2026-11-01 10:10:00' AND Timestamp < '2026-11-01 10:30:00' AND DeployVersion = 'v1.1.0'`).Scan(&enriched); err != nil {
+		t.Fatal(err)
+	}
+	if enriched != 20*300 {
+		t.Errorf("%d checkout rows between +10m and +30m carry DeployVersion v1.1.0, want %d", enriched, 20*300)
+	}
 	// The correlator writes within a flush interval of the last aggregate.
 	var out []string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {

@@ -191,3 +191,27 @@ func (x *Index) Keys() [][2]string {
 	})
 	return out
 }
+
+// LiveSpan returns the deploy live for a service and environment at t and
+// the span [from, until) over which it stays the live one, so a caller
+// walking rows in time order can reuse the answer without another search.
+// Without a live deploy, d is nil and the span is the gap before the first.
+func (x *Index) LiveSpan(service, env string, t time.Time) (d *Deploy, from, until time.Time) {
+	list := x.byKey[key{service, env}]
+	i := sortSearch(list, t)
+	until = farFuture
+	for j := i; j < len(list); j++ {
+		if list[j].Live() {
+			until = list[j].At
+			break
+		}
+	}
+	for j := i - 1; j >= 0; j-- {
+		if list[j].Live() {
+			return list[j], list[j].At, until
+		}
+	}
+	return nil, time.Time{}, until
+}
+
+var farFuture = time.Unix(1<<62, 0)
