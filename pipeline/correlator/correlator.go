@@ -15,9 +15,12 @@
 package correlator
 
 import (
+	"strconv"
+
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cespare/xxhash/v2"
 	"log/slog"
 	"time"
 
@@ -99,7 +102,8 @@ type Correlator struct {
 	dirtyInc  map[string]bool
 
 	// Reorder buffer of aggregates by telemetry stream sequence.
-	pending  map[uint64][]detect.Aggregate
+	pending  map[uint64]aggEntry
+	deltas   *detect.Deltas
 	nextSeq  uint64
 	gapSince time.Time
 	gapWait  time.Duration
@@ -119,7 +123,7 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 		idx: deploys.NewIndex(), det: detect.NewDetector(c.Rules()),
 		incidents: map[string]*incident{}, pins: map[string]map[string]correlate.PinnedBy{},
 		dirtyDep: map[string]bool{}, dirtyInc: map[string]bool{},
-		pending: map[uint64][]detect.Aggregate{}, gapWait: c.GapWait,
+		pending: map[uint64]aggEntry{}, gapWait: c.GapWait, deltas: detect.NewDeltas(),
 		mIncidents:  metrics.GetOrCreateCounter("faultline_correlator_incidents_detected_total"),
 		mAggregates: metrics.GetOrCreateCounter("faultline_correlator_aggregates_total"),
 		mEvents:     metrics.GetOrCreateCounter("faultline_correlator_events_total"),
@@ -274,11 +278,11 @@ func (c *Correlator) handleAggregates(m jetstream.Msg) {
 	}
 	for _, e := range am.Messages {
 		if e.Seq < c.nextSeq {
-			c.observe(e.Aggs) // older than the cursor: history, take it now
+			c.observe(e) // older than the cursor: history, take it now
 			continue
 		}
 		if _, ok := c.pending[e.Seq]; !ok {
-			c.pending[e.Seq] = e.Aggs
+			c.pending[e.Seq] = e
 		}
 	}
 	c.release(false)
@@ -288,7 +292,7 @@ func (c *Correlator) handleAggregates(m jetstream.Msg) {
 // that has lasted longer than GapWait (or any gap when force is set).
 func (c *Correlator) release(force bool) {
 	for len(c.pending) > 0 {
-		aggs, ok := c.pending[c.nextSeq]
+		e, ok := c.pending[c.nextSeq]
 		if !ok {
 			first := c.firstPending()
 			if !force && (c.gapSince.IsZero() || time.Since(c.gapSince) < c.gapWait) {
@@ -303,7 +307,7 @@ func (c *Correlator) release(force bool) {
 		delete(c.pending, c.nextSeq)
 		c.nextSeq++
 		c.gapSince = time.Time{}
-		c.observe(aggs)
+		c.observe(e)
 	}
 	c.advance()
 }
@@ -318,13 +322,17 @@ func (c *Correlator) firstPending() uint64 {
 	return first
 }
 
-func (c *Correlator) observe(as []detect.Aggregate) {
-	c.mAggregates.Add(len(as))
-	for _, a := range as {
-		if a.Service == "" {
-			continue
+func (c *Correlator) observe(e aggEntry) {
+	c.mAggregates.Add(len(e.Aggs) + len(e.Points))
+	for _, a := range e.Aggs {
+		if a.Service != "" {
+			c.det.Observe(a)
 		}
-		c.det.Observe(a)
+	}
+	for _, p := range e.Points {
+		if a := c.deltas.Add(p); p.Service != "" && a.Requests > 0 {
+			c.det.Observe(a)
+		}
 	}
 }
 
@@ -402,6 +410,7 @@ func (c *Correlator) flush(ctx context.Context) {
 	clear(c.dirtyDep)
 	clear(c.dirtyInc)
 	c.det.Prune(3 * time.Hour)
+	c.deltas.Prune(c.det.Watermark().Add(-24 * time.Hour))
 }
 
 func (c *Correlator) deployRow(d *deploys.Deploy) correlate.DeployRow {
@@ -467,8 +476,9 @@ type aggMessage struct {
 }
 
 type aggEntry struct {
-	Seq  uint64             `json:"seq"`
-	Aggs []detect.Aggregate `json:"aggs,omitempty"`
+	Seq    uint64             `json:"seq"`
+	Aggs   []detect.Aggregate `json:"aggs,omitempty"`
+	Points []detect.Point     `json:"points,omitempty"`
 }
 
 // AggregatesHook returns a worker Committed hook that reduces each
@@ -484,7 +494,7 @@ func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.
 			for i := mr.LogsFrom; i < mr.LogsTo; i++ {
 				agg.AddLog(l.ServiceName[i], l.Environment[i], l.ServiceVersion[i], l.Timestamp[i], l.SeverityNumber[i])
 			}
-			out.Messages = append(out.Messages, aggEntry{Seq: mr.Seq, Aggs: agg.Flush()})
+			out.Messages = append(out.Messages, aggEntry{Seq: mr.Seq, Aggs: agg.Flush(), Points: requestPoints(&b.Histogram, mr.HistFrom, mr.HistTo)})
 		}
 		data, err := json.Marshal(out)
 		if err != nil {
@@ -496,4 +506,45 @@ func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.
 		_, err = js.PublishMsg(ctx, m)
 		return err
 	}
+}
+
+// requestPoints picks the http.server.request.duration points of rows
+// [from, to) for the metric rule.
+func requestPoints(h *otlp.HistogramRows, from, to int) []detect.Point {
+	var out []detect.Point
+	for i := from; i < to; i++ {
+		if h.MetricName[i] != detect.RequestMetric {
+			continue
+		}
+		x := xxhash.New()
+		write := func(a *otlp.Attrs, row int) {
+			lo := uint64(0)
+			if row > 0 {
+				lo = a.Offsets[row-1]
+			}
+			for j := lo; j < a.Offsets[row]; j++ {
+				_, _ = x.WriteString(a.Keys[j])
+				_, _ = x.WriteString("\x00")
+				_, _ = x.WriteString(a.Values[j])
+				_, _ = x.WriteString("\x00")
+			}
+		}
+		write(&h.ResourceAttributes, i)
+		_, _ = x.WriteString(h.ScopeName[i] + "\x00" + h.MetricName[i] + "\x00")
+		write(&h.Attributes, i)
+		failed := false
+		for _, kv := range h.Attributes.Row(i) {
+			if kv[0] == "http.response.status_code" || kv[0] == "http.status_code" {
+				if code, err := strconv.Atoi(kv[1]); err == nil && code >= 500 {
+					failed = true
+				}
+			}
+		}
+		out = append(out, detect.Point{
+			Series: x.Sum64(), Service: h.ServiceName[i], Environment: h.Environment[i], Version: h.ServiceVersion[i],
+			Start: h.StartTimeUnix[i], Time: h.TimeUnix[i], Count: h.Count[i], Failed: failed,
+			Delta: h.AggregationTemporality[i] == 1, // AGGREGATION_TEMPORALITY_DELTA
+		})
+	}
+	return out
 }

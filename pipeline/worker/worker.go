@@ -69,10 +69,12 @@ type Worker struct {
 type MessageRows struct {
 	Seq              uint64
 	LogsFrom, LogsTo int
+	HistFrom, HistTo int // rows of the Histogram table
 }
 
 type item struct {
 	logsFrom, logsTo int
+	histFrom, histTo int
 	seq              uint64
 	subject          string
 	hdr              nats.Header
@@ -223,13 +225,13 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		if cur.opened.IsZero() {
 			cur.opened = time.Now()
 		}
-		from := cur.rows.Logs.Len()
+		from, hfrom := cur.rows.Logs.Len(), cur.rows.Histogram.Len()
 		if _, err := cur.rows.Append(signalOf(w.o.NATS, m.Subject()), formatOf(m.Headers()), m.Data()); err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), m)
 			return
 		}
 		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), data: m.Data(), msg: m, recv: time.Now(),
-			logsFrom: from, logsTo: cur.rows.Logs.Len()})
+			logsFrom: from, logsTo: cur.rows.Logs.Len(), histFrom: hfrom, histTo: cur.rows.Histogram.Len()})
 		cur.bytes += len(m.Data())
 		if cur.rows.Records() >= w.o.Config.BatchRecords || cur.bytes >= w.o.Config.BatchBytes {
 			flush()
@@ -313,14 +315,14 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 			}
 			it.subject, it.hdr, it.data = raw.Subject, raw.Header, raw.Data
 		}
-		it.logsFrom = j.rows.Logs.Len()
+		it.logsFrom, it.histFrom = j.rows.Logs.Len(), j.rows.Histogram.Len()
 		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
 			// Deterministic decoding: this cannot pass the first time and
 			// fail now. Keep the stream moving all the same.
 			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, it.data, it.msg)
 			continue
 		}
-		it.logsTo = j.rows.Logs.Len()
+		it.logsTo, it.histTo = j.rows.Logs.Len(), j.rows.Histogram.Len()
 		j.items = append(j.items, it)
 		j.bytes += len(it.data)
 	}
@@ -402,7 +404,7 @@ func (w *Worker) commit(ctx context.Context, j *job) {
 	if w.o.Committed != nil {
 		msgs := make([]MessageRows, len(j.items))
 		for i, it := range j.items {
-			msgs[i] = MessageRows{Seq: it.seq, LogsFrom: it.logsFrom, LogsTo: it.logsTo}
+			msgs[i] = MessageRows{Seq: it.seq, LogsFrom: it.logsFrom, LogsTo: it.logsTo, HistFrom: it.histFrom, HistTo: it.histTo}
 		}
 		slices.SortFunc(msgs, func(a, b MessageRows) int { return cmp.Compare(a.Seq, b.Seq) })
 		if err := w.retry(ctx, j, "after commit", func(ctx context.Context) error { return w.o.Committed(ctx, j.rows, token, msgs) }); err != nil {
@@ -511,12 +513,12 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 	j.rows.Reset()
 	kept := j.items[:0]
 	for _, it := range j.items {
-		it.logsFrom = j.rows.Logs.Len()
+		it.logsFrom, it.histFrom = j.rows.Logs.Len(), j.rows.Histogram.Len()
 		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, it.data, it.msg)
 			continue
 		}
-		it.logsTo = j.rows.Logs.Len()
+		it.logsTo, it.histTo = j.rows.Logs.Len(), j.rows.Histogram.Len()
 		kept = append(kept, it)
 	}
 	j.items = kept

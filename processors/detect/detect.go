@@ -44,6 +44,10 @@ type Aggregate struct {
 	Minute      int64  `json:"m"` // unix seconds of the bucket start
 	Total       uint64 `json:"t"`
 	Errors      uint64 `json:"x"`
+	// Requests and failed (5xx) requests counted from
+	// http.server.request.duration histograms (the metric rule).
+	Requests uint64 `json:"r,omitempty"`
+	Failed   uint64 `json:"f,omitempty"`
 }
 
 // Rules are the detection thresholds.
@@ -180,7 +184,7 @@ func IncidentID(service, env string, started time.Time) string {
 	return "det-" + hex.EncodeToString(h[:8])
 }
 
-type counts struct{ total, errors uint64 }
+type counts struct{ total, errors, requests, failed uint64 }
 
 type series struct {
 	buckets map[int64]counts // open buckets by minute
@@ -235,6 +239,8 @@ func (d *Detector) Observe(a Aggregate) {
 	c := s.buckets[a.Minute]
 	c.total += a.Total
 	c.errors += a.Errors
+	c.requests += a.Requests
+	c.failed += a.Failed
 	s.buckets[a.Minute] = c
 	vm := s.versions[a.Version]
 	if vm == nil {
@@ -244,6 +250,8 @@ func (d *Detector) Observe(a Aggregate) {
 	vc := vm[a.Minute]
 	vc.total += a.Total
 	vc.errors += a.Errors
+	vc.requests += a.Requests
+	vc.failed += a.Failed
 	vm[a.Minute] = vc
 	if !d.seen || a.Minute > d.maxMinute {
 		d.maxMinute, d.seen = a.Minute, true
@@ -312,8 +320,12 @@ func nextBucket(b map[int64]counts) (int64, bool) {
 	return first, ok
 }
 
+// breaches applies the log rule and the metric rule (5xx ratio of
+// http.server.request.duration, same thresholds); either is enough.
 func (d *Detector) breaches(c counts) bool {
-	return c.errors >= d.rules.MinErrors && float64(c.errors) >= d.rules.MinRatio*float64(c.total)
+	logs := c.errors >= d.rules.MinErrors && float64(c.errors) >= d.rules.MinRatio*float64(c.total)
+	reqs := c.failed >= d.rules.MinErrors && float64(c.failed) >= d.rules.MinRatio*float64(c.requests)
+	return logs || reqs
 }
 
 func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition, bool) {
@@ -334,8 +346,8 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 		t := Transition{IncidentID: IncidentID(k[0], k[1], start), Service: k[0], Environment: k[1], StartedAt: start}
 		for mm := s.firstBad; mm <= m; mm += 60 {
 			for _, vm := range s.versions {
-				t.Errors += vm[mm].errors
-				t.Total += vm[mm].total
+				t.Errors += vm[mm].errors + vm[mm].failed
+				t.Total += vm[mm].total + vm[mm].requests
 			}
 		}
 		s.open, s.breach, s.clean = &t, 0, 0
@@ -371,8 +383,8 @@ func (d *Detector) VersionCounts(service, env string, from, to time.Time) map[st
 		for m, c := range vm {
 			if m >= from.Unix() && m < to.Unix() {
 				x := out[v]
-				x[0] += c.total
-				x[1] += c.errors
+				x[0] += c.total + c.requests
+				x[1] += c.errors + c.failed
 				out[v] = x
 			}
 		}

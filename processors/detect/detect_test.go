@@ -131,9 +131,9 @@ func TestOrderAndSplitDoNotMatter(t *testing.T) {
 		for _, a := range base { // split each bucket across 3 "workers"
 			t1 := a.Total / 3
 			e1 := a.Errors / 3
-			parts = append(parts, Aggregate{a.Service, a.Environment, a.Version, a.Minute, t1, e1},
-				Aggregate{a.Service, a.Environment, "v2", a.Minute, t1, e1},
-				Aggregate{a.Service, a.Environment, a.Version, a.Minute, a.Total - 2*t1, a.Errors - 2*e1})
+			parts = append(parts, Aggregate{Service: a.Service, Environment: a.Environment, Version: a.Version, Minute: a.Minute, Total: t1, Errors: e1},
+				Aggregate{Service: a.Service, Environment: a.Environment, Version: "v2", Minute: a.Minute, Total: t1, Errors: e1},
+				Aggregate{Service: a.Service, Environment: a.Environment, Version: a.Version, Minute: a.Minute, Total: a.Total - 2*t1, Errors: a.Errors - 2*e1})
 		}
 		// Shuffle within 90s of event time (inside the 2m lateness).
 		keys := make([]float64, len(parts))
@@ -185,5 +185,50 @@ func TestAggregator(t *testing.T) {
 	}
 	if len(a.Flush()) != 0 {
 		t.Fatal("flush did not empty")
+	}
+}
+
+func TestDeltasAndMetricRule(t *testing.T) {
+	d := NewDeltas()
+	ns := func(min int) int64 { return t0.Add(time.Duration(min)*time.Minute + 59*time.Second).UnixNano() }
+	start := t0.Add(-time.Hour).UnixNano()
+	p := func(min int, start int64, count uint64, failed bool) Point {
+		return Point{Series: 1, Service: "ledger", Environment: "production", Start: start, Time: ns(min), Count: count, Failed: failed}
+	}
+	for _, tc := range []struct {
+		name string
+		p    Point
+		want uint64
+	}{
+		{"first point is a baseline", p(0, start, 1000, true), 0},
+		{"delta to the previous", p(1, start, 1100, true), 100},
+		{"repeated point counts nothing", p(1, start, 1100, true), 0},
+		{"count went down: reset, start before previous point", p(2, start, 40, true), 0},
+		{"after the reset, deltas again", p(3, start, 90, true), 50},
+		{"new start after the previous point: its own count", p(4, ns(3)+1, 30, true), 30},
+	} {
+		a := d.Add(tc.p)
+		if a.Requests != tc.want || a.Failed != tc.want {
+			t.Fatalf("%s: %+v, want %d", tc.name, a, tc.want)
+		}
+	}
+	delta := Point{Series: 2, Service: "ledger", Environment: "production", Time: ns(5), Count: 7, Delta: true}
+	if a := d.Add(delta); a.Requests != 7 || a.Failed != 0 {
+		t.Fatalf("delta temporality: %+v", a)
+	}
+
+	// The metric rule alone opens an incident.
+	det := NewDetector(DefaultRules())
+	var tr []Transition
+	for m := 0; m < 12; m++ {
+		failed := uint64(0)
+		if m >= 3 && m < 5 {
+			failed = 30
+		}
+		det.Observe(Aggregate{Service: "ledger", Environment: "production", Minute: t0.Add(time.Duration(m) * time.Minute).Unix(), Requests: 300, Failed: failed})
+		tr = append(tr, det.Advance()...)
+	}
+	if len(tr) != 2 || !tr[0].StartedAt.Equal(t0.Add(3*time.Minute)) || !tr[1].ResolvedAt.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("metric rule: %+v", tr)
 	}
 }
