@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -276,6 +277,7 @@ func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.
 		time.Sleep(50 * time.Millisecond)
 	}
 	el := time.Since(t0)
+	rss := peakRSS(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	if n != uint64(records) {
@@ -283,7 +285,27 @@ func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return float64(records) / el.Seconds(), float64(cpu.Microseconds()) / float64(records), float64(ru.Maxrss) / 1024, nil
+	return float64(records) / el.Seconds(), float64(cpu.Microseconds()) / float64(records), rss, nil
+}
+
+// peakRSS reads a process's own high-water resident set (VmHWM) in MB. The
+// rusage of a child is no good for this: its ru_maxrss starts from the
+// parent's resident set at fork, which here holds the whole test data.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
 }
 
 // runGateway runs `faultline gateway` and sends it requests from 4

@@ -15,6 +15,7 @@ import (
 	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
+	"github.com/faultline-dev/faultline/sinks/webhook"
 )
 
 // envPrefix starts every setting's variable name.
@@ -34,6 +35,7 @@ type Config struct {
 	Gateway    gateway.Config    `envconfig:"GATEWAY"`
 	Worker     worker.Config     `envconfig:"WORKER"`
 	Correlator correlator.Config `envconfig:"CORRELATOR"`
+	Webhook    webhook.Config    `envconfig:"WEBHOOK"`
 }
 
 func loadConfig() (*Config, error) {
@@ -71,6 +73,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Correlator.Validate(); err != nil {
+		return err
+	}
+	if err := c.Webhook.Validate(); err != nil {
 		return err
 	}
 	return c.ClickHouse.Validate()

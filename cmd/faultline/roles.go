@@ -7,8 +7,10 @@ import (
 
 	"github.com/faultline-dev/faultline/pipeline/correlator"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
+	"github.com/faultline-dev/faultline/pipeline/notify"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
+	"github.com/faultline-dev/faultline/sinks/webhook"
 )
 
 // group runs the long-lived parts of a role and stops them together.
@@ -85,4 +87,16 @@ func startGateway(s *stack) error {
 func startCorrelator(ctx context.Context, s *stack, g *group) {
 	c := correlator.New(s.cfg.Correlator, s.js, s.cfg.NATS, clickhouse.NewEventsWriter(s.ch), s.log.With("component", "correlator"))
 	g.Go("correlator", func() error { return c.Run(ctx) })
+}
+
+// startNotifier delivers alert webhooks to the configured targets, if any.
+func startNotifier(ctx context.Context, s *stack, g *group) error {
+	targets, err := s.cfg.Webhook.Targets()
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	n := notify.New(s.js, s.cfg.NATS, targets, webhook.NewClient(s.cfg.Webhook.BaseURL), s.log.With("component", "notifier"))
+	g.Go("notifier", func() error { return n.Run(ctx) })
+	s.log.Info("webhook targets", "count", len(targets))
+	return nil
 }

@@ -211,6 +211,9 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 	}
 	if r.correlator {
 		startCorrelator(ctx, s, &g)
+		if err := startNotifier(ctx, s, &g); err != nil {
+			return err
+		}
 	}
 	natsURL := cfg.NATS.URL
 	if s.natsSrv != nil {

@@ -42,6 +42,8 @@ type Config struct {
 	DuplicateWindow   time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"window in which a repeated Nats-Msg-Id is dropped"`
 	AggregatesStream  string        `envconfig:"AGGREGATES_STREAM" default:"AGGREGATES" desc:"stream of per-minute telemetry aggregates the workers emit for detection"`
 	AggregatesMaxAge  time.Duration `envconfig:"AGGREGATES_MAX_AGE" default:"72h" desc:"how long aggregates stay (the correlator rebuilds its state from them)"`
+	AlertsStream      string        `envconfig:"ALERTS_STREAM" default:"ALERTS" desc:"stream of alert events waiting for webhook delivery"`
+	AlertsMaxAge      time.Duration `envconfig:"ALERTS_MAX_AGE" default:"168h" desc:"how long alert events stay"`
 	DeadLetterStream  string        `envconfig:"DLQ_STREAM" default:"DEADLETTER" desc:"stream of messages that could not be processed (faultline.dlq.>)"`
 	DeadLetterMaxAge  time.Duration `envconfig:"DLQ_MAX_AGE" default:"336h" desc:"how long dead letters are kept"`
 }
@@ -81,7 +83,7 @@ func (c *Config) Validate() error {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("FAULTLINE_NATS_REPLICAS: %d, want 1 to 5", c.Replicas)
 	}
-	for name, s := range map[string]string{"TELEMETRY_STREAM": c.TelemetryStream, "EVENTS_STREAM": c.EventsStream, "AGGREGATES_STREAM": c.AggregatesStream, "DLQ_STREAM": c.DeadLetterStream} {
+	for name, s := range map[string]string{"TELEMETRY_STREAM": c.TelemetryStream, "EVENTS_STREAM": c.EventsStream, "AGGREGATES_STREAM": c.AggregatesStream, "ALERTS_STREAM": c.AlertsStream, "DLQ_STREAM": c.DeadLetterStream} {
 		if !validName(s) {
 			return fmt.Errorf("FAULTLINE_NATS_%s: %q is not a valid stream name", name, s)
 		}

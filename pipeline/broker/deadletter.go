@@ -16,6 +16,7 @@ const (
 	HeaderStream    = "Faultline-Stream"     // stream the original came from
 	HeaderStreamSeq = "Faultline-Stream-Seq" // its sequence there
 	HeaderSubject   = "Faultline-Subject"    // its subject
+	HeaderTarget    = "Faultline-Target"     // the webhook target a delivery failed for
 )
 
 // maxReasonLen bounds the reason header; a decode error can quote input.
@@ -47,7 +48,11 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, kind, reason, strea
 	m.Header.Set(HeaderStream, stream)
 	m.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
 	m.Header.Set(HeaderSubject, subject)
-	m.Header.Set(nats.MsgIdHdr, "dlq/"+kind+"/"+stream+"/"+strconv.FormatUint(seq, 10))
+	id := "dlq/" + kind + "/" + stream + "/" + strconv.FormatUint(seq, 10)
+	if t := hdr.Get(HeaderTarget); t != "" {
+		id += "/" + t // one original may fail for several targets
+	}
+	m.Header.Set(nats.MsgIdHdr, id)
 	m.Data = data
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("dead-letter %s seq %d: %w", stream, seq, err)

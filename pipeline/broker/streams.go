@@ -16,6 +16,7 @@ const (
 	DeploysSubject    = "faultline.deploys"
 	IncidentsSubject  = "faultline.incidents"
 	AggregatesSubject = "faultline.aggregates"
+	AlertsPrefix      = "faultline.alerts"
 	DeadLetterPrefix  = "faultline.dlq"
 	deadLetterSubject = DeadLetterPrefix + ".>"
 )
@@ -64,6 +65,17 @@ func Streams(c Config) []jetstream.StreamConfig {
 			// crash republishes its aggregates under the same id.
 			Duplicates: max(c.DuplicateWindow, time.Hour),
 			Replicas:   c.Replicas,
+		},
+		{
+			Name:        c.AlertsStream,
+			Description: "alert events (incident.correlated, incident.resolved, deploy.rolled_back) for webhook delivery",
+			Subjects:    []string{AlertsPrefix + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.AlertsMaxAge,
+			MaxBytes:    -1,
+			Duplicates:  max(c.DuplicateWindow, time.Hour),
+			Replicas:    c.Replicas,
 		},
 		{
 			Name:        c.DeadLetterStream,

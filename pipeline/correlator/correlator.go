@@ -29,7 +29,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/notify"
 	"github.com/faultline-dev/faultline/pipeline/worker"
+	"github.com/faultline-dev/faultline/processors/alert"
 	"github.com/faultline-dev/faultline/processors/correlate"
 	"github.com/faultline-dev/faultline/processors/deploys"
 	"github.com/faultline-dev/faultline/processors/detect"
@@ -83,6 +85,7 @@ type incident struct {
 	started, resolved time.Time
 	verdict           correlate.Verdict
 	pinned            string // deploy id
+	resolvedAlerted   bool
 }
 
 // Correlator is the single owner of detection and correlation state.
@@ -108,6 +111,13 @@ type Correlator struct {
 	gapSince time.Time
 	gapWait  time.Duration
 
+	// Alerts raised since the last flush; published after the rows are
+	// written, and remembered in a KV bucket so a restart's replay does
+	// not send them again.
+	alerts     []alert.Event
+	sent       jetstream.KeyValue
+	rolledBack map[string]bool
+
 	mIncidents, mAggregates, mEvents, mWrites *metrics.Counter
 }
 
@@ -123,7 +133,7 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 		idx: deploys.NewIndex(), det: detect.NewDetector(c.Rules()),
 		incidents: map[string]*incident{}, pins: map[string]map[string]correlate.PinnedBy{},
 		dirtyDep: map[string]bool{}, dirtyInc: map[string]bool{},
-		pending: map[uint64]aggEntry{}, gapWait: c.GapWait, deltas: detect.NewDeltas(),
+		pending: map[uint64]aggEntry{}, gapWait: c.GapWait, deltas: detect.NewDeltas(), rolledBack: map[string]bool{},
 		mIncidents:  metrics.GetOrCreateCounter("faultline_correlator_incidents_detected_total"),
 		mAggregates: metrics.GetOrCreateCounter("faultline_correlator_aggregates_total"),
 		mEvents:     metrics.GetOrCreateCounter("faultline_correlator_events_total"),
@@ -132,12 +142,19 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 }
 
 // Run rebuilds the state from the streams and follows them until ctx ends.
-func (c *Correlator) Run(ctx context.Context) error {
+func (c *Correlator) Run(ctx context.Context) (err error) {
 	if st, err := c.js.Stream(ctx, c.nats.TelemetryStream); err == nil {
 		c.nextSeq = st.CachedInfo().State.FirstSeq
 	}
 	if c.nextSeq == 0 {
 		c.nextSeq = 1
+	}
+	c.sent, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "faultline_alerts_sent", Description: "ids of alerts already published", History: 1,
+		TTL: 30 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: c.nats.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("alerts bucket: %w", err)
 	}
 	evs, err := c.follow(ctx, c.nats.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject})
 	if err != nil {
@@ -226,6 +243,15 @@ func (c *Correlator) addDeploy(e events.Deploy) {
 		c.dirtyDep[k.ID] = true
 	}
 	c.dirtyDep[d.ID] = true
+	for _, rb := range c.idx.Rollbacks(d.Service, d.Environment) {
+		if c.rolledBack[rb.Of.ID] {
+			continue
+		}
+		c.rolledBack[rb.Of.ID] = true
+		reason := correlate.FailureReason(nil, &rb)
+		c.alerts = append(c.alerts, alert.RolledBack(alert.Deploy{ID: rb.Of.ID, Service: rb.Of.Service, Environment: rb.Of.Environment,
+			Version: rb.Of.Version, DeployedAt: rb.Of.At, RolledBackBy: rb.By.ID, RolledBackAt: rb.By.At, URL: rb.Of.URL}, reason))
+	}
 	// A late deploy may be a better suspect for incidents already open.
 	for _, inc := range c.incidents {
 		if inc.Environment == d.Environment && !d.At.After(inc.started) && inc.started.Sub(d.At) <= c.ccfg.SameService {
@@ -359,6 +385,23 @@ func (c *Correlator) correlate(inc *incident) {
 	v := correlate.Correlate(correlate.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, StartedAt: inc.started, ResolvedAt: inc.resolved},
 		c.idx, c.det.VersionCounts, c.ccfg)
 	inc.verdict = v
+	newPin := ""
+	if v.Pinned != nil {
+		newPin = v.Pinned.Deploy.ID
+	}
+	if newPin != "" && newPin != inc.pinned {
+		c.alerts = append(c.alerts, alert.Correlated(c.alertIncident(inc), c.alertSuspects(v), alert.Verdict{
+			DeployID: newPin, Version: v.Pinned.Deploy.Version,
+			Reason: fmt.Sprintf("top suspect of incident %s, confidence %.2f: %s", inc.ID, v.Confidence, v.Pinned.Reason)}))
+	}
+	if !inc.resolved.IsZero() && !inc.resolvedAlerted {
+		inc.resolvedAlerted = true
+		var vd *alert.Verdict
+		if v.Pinned != nil {
+			vd = &alert.Verdict{DeployID: newPin, Version: v.Pinned.Deploy.Version, Reason: v.Pinned.Reason}
+		}
+		c.alerts = append(c.alerts, alert.Resolved(c.alertIncident(inc), c.alertSuspects(v), vd))
+	}
 	if inc.pinned != "" {
 		delete(c.pins[inc.pinned], inc.ID)
 		c.dirtyDep[inc.pinned] = true
@@ -409,8 +452,53 @@ func (c *Correlator) flush(ctx context.Context) {
 	c.mWrites.Add(len(ds) + len(is) + len(ss))
 	clear(c.dirtyDep)
 	clear(c.dirtyInc)
+	c.publishAlerts(ctx)
 	c.det.Prune(3 * time.Hour)
 	c.deltas.Prune(c.det.Watermark().Add(-24 * time.Hour))
+}
+
+// publishAlerts sends the queued alerts not sent before; what fails stays
+// queued for the next flush.
+func (c *Correlator) publishAlerts(ctx context.Context) {
+	for len(c.alerts) > 0 {
+		ev := c.alerts[0]
+		if _, err := c.sent.Get(ctx, ev.ID); err == nil {
+			c.alerts = c.alerts[1:]
+			continue
+		}
+		if err := notify.Publish(ctx, c.js, ev); err != nil {
+			c.log.Warn("publishing alert failed; will retry", "alert", ev.ID, "err", err)
+			return
+		}
+		if _, err := c.sent.Put(ctx, ev.ID, []byte(ev.Type)); err != nil {
+			c.log.Warn("recording alert failed", "alert", ev.ID, "err", err)
+		}
+		c.alerts = c.alerts[1:]
+	}
+}
+
+func (c *Correlator) alertIncident(inc *incident) alert.Incident {
+	a := alert.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Source: inc.Source, Title: inc.Title,
+		Severity: inc.Severity, StartedAt: inc.started, Confidence: inc.verdict.Confidence}
+	if !inc.resolved.IsZero() {
+		t := inc.resolved
+		a.ResolvedAt = &t
+		s := inc.resolved.Sub(inc.started).Seconds()
+		a.TimeToRestoreSeconds = &s
+	}
+	if inc.verdict.RestoredBy != nil {
+		a.RestoredByDeployID = inc.verdict.RestoredBy.ID
+	}
+	return a
+}
+
+func (c *Correlator) alertSuspects(v correlate.Verdict) []alert.Suspect {
+	out := make([]alert.Suspect, 0, len(v.Suspects))
+	for _, s := range v.Suspects {
+		out = append(out, alert.Suspect{DeployID: s.Deploy.ID, Service: s.Deploy.Service, Version: s.Deploy.Version, DeployedAt: s.Deploy.At,
+			Rank: s.Rank, Score: s.Score, Reason: s.Reason, URL: s.Deploy.URL, Author: s.Deploy.Author})
+	}
+	return out
 }
 
 func (c *Correlator) deployRow(d *deploys.Deploy) correlate.DeployRow {

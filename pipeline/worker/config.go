@@ -9,7 +9,7 @@ import (
 type Config struct {
 	Consumer      string        `envconfig:"CONSUMER" default:"faultline-telemetry" desc:"durable consumer shared by all workers"`
 	LedgerBucket  string        `envconfig:"LEDGER_BUCKET" default:"faultline_batches" desc:"KV bucket recording in-flight batches (exactly-once)"`
-	BatchRecords  int           `envconfig:"BATCH_RECORDS" default:"100000" desc:"flush a batch when it holds this many records"`
+	BatchRecords  int           `envconfig:"BATCH_RECORDS" default:"50000" desc:"flush a batch when it holds this many records"`
 	BatchBytes    int           `envconfig:"BATCH_BYTES" default:"67108864" desc:"flush a batch when its payloads reach this many bytes"`
 	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"1s" desc:"flush a batch at this age even when small"`
 	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"5m" desc:"redelivery delay of an unacked message"`

@@ -78,9 +78,12 @@ type item struct {
 	seq              uint64
 	subject          string
 	hdr              nats.Header
-	data             []byte
-	msg              jetstream.Msg
-	recv             time.Time
+	// ack answers the message's delivery; nil for a message fetched from
+	// the stream to re-form a batch (only its deliverer can ack it). The
+	// payload itself is not kept once decoded: a batch holds only its rows,
+	// and the rare paths that need the bytes again fetch them by sequence.
+	ack  *acker
+	recv time.Time
 }
 
 type job struct {
@@ -227,10 +230,10 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		}
 		from, hfrom := cur.rows.Logs.Len(), cur.rows.Histogram.Len()
 		if _, err := cur.rows.Append(signalOf(w.o.NATS, m.Subject()), formatOf(m.Headers()), m.Data()); err != nil {
-			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), m)
+			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), w.acker(m))
 			return
 		}
-		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), data: m.Data(), msg: m, recv: time.Now(),
+		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), ack: w.acker(m), recv: time.Now(),
 			logsFrom: from, logsTo: cur.rows.Logs.Len(), histFrom: hfrom, histTo: cur.rows.Histogram.Len()})
 		cur.bytes += len(m.Data())
 		if cur.rows.Records() >= w.o.Config.BatchRecords || cur.bytes >= w.o.Config.BatchBytes {
@@ -305,26 +308,27 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 	j.token, j.opened = token, time.Now()
 	for _, seq := range e.Seqs {
 		it := item{seq: seq, recv: time.Now()}
+		var data []byte
 		if m, ok := held[seq]; ok {
-			it.subject, it.hdr, it.data, it.msg = m.Subject(), m.Headers(), m.Data(), m
+			it.subject, it.hdr, data, it.ack = m.Subject(), m.Headers(), m.Data(), w.acker(m)
 		} else {
 			raw, err := w.stream.GetMsg(ctx, seq)
 			if err != nil {
 				w.log.Error("re-forming batch: message gone from the stream; inserting the rest", "token", token, "seq", seq, "err", err)
 				continue
 			}
-			it.subject, it.hdr, it.data = raw.Subject, raw.Header, raw.Data
+			it.subject, it.hdr, data = raw.Subject, raw.Header, raw.Data
 		}
 		it.logsFrom, it.histFrom = j.rows.Logs.Len(), j.rows.Histogram.Len()
-		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
+		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), data); err != nil {
 			// Deterministic decoding: this cannot pass the first time and
 			// fail now. Keep the stream moving all the same.
-			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, it.data, it.msg)
+			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, data, it.ack)
 			continue
 		}
 		it.logsTo, it.histTo = j.rows.Logs.Len(), j.rows.Histogram.Len()
 		j.items = append(j.items, it)
-		j.bytes += len(it.data)
+		j.bytes += len(data)
 	}
 	w.m.replayed.Add(len(msgs))
 	w.log.Info("re-forming a recorded batch after redelivery", "token", token, "messages", len(e.Seqs), "redelivered_here", len(msgs))
@@ -448,8 +452,8 @@ func (w *Worker) retry(ctx context.Context, j *job, what string, f func(context.
 		w.log.Warn("retrying", "step", what, "attempt", attempt, "messages", len(j.items), "err", err)
 		if time.Since(lastProgress) > w.o.Config.AckWait/4 {
 			for _, it := range j.items {
-				if it.msg != nil {
-					_ = it.msg.InProgress()
+				if it.ack != nil {
+					_ = it.ack.inProgress()
 				}
 			}
 			lastProgress = time.Now()
@@ -466,23 +470,23 @@ func (w *Worker) ackAll(ctx context.Context, items []item) bool {
 	ok := true
 	sem := make(chan struct{}, 32)
 	for _, it := range items {
-		if it.msg == nil {
+		if it.ack == nil {
 			ok = false // another worker holds it; the ack floor releases the entry
 			continue
 		}
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(m jetstream.Msg) {
+		go func(it item) {
 			defer func() { <-sem; wg.Done() }()
 			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			if err := m.DoubleAck(actx); err != nil {
+			if err := it.ack.doubleAck(actx); err != nil {
 				mu.Lock()
 				ok = false
 				mu.Unlock()
-				w.log.Warn("ack not confirmed; the message will be redelivered and its batch re-formed", "seq", seqOf(m), "err", err)
+				w.log.Warn("ack not confirmed; the message will be redelivered and its batch re-formed", "seq", it.seq, "err", err)
 			}
-		}(it.msg)
+		}(it)
 	}
 	wg.Wait()
 	return ok
@@ -494,7 +498,11 @@ func (w *Worker) ackAll(ctx context.Context, items []item) bool {
 func (w *Worker) split(ctx context.Context, j *job, cause error) {
 	if len(j.items) == 1 {
 		it := j.items[0]
-		w.deadLetter(ctx, "insert", cause.Error(), it.seq, it.subject, it.hdr, it.data, it.msg)
+		data, err := w.payload(ctx, it.seq)
+		if err != nil {
+			w.log.Error("message to dead-letter gone from the stream", "seq", it.seq, "err", err)
+		}
+		w.deadLetter(ctx, "insert", cause.Error(), it.seq, it.subject, it.hdr, data, it.ack)
 		return
 	}
 	w.log.Warn("sink rejected a batch; splitting it to isolate the bad message", "messages", len(j.items), "err", cause)
@@ -514,8 +522,13 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 	kept := j.items[:0]
 	for _, it := range j.items {
 		it.logsFrom, it.histFrom = j.rows.Logs.Len(), j.rows.Histogram.Len()
-		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), it.data); err != nil {
-			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, it.data, it.msg)
+		data, err := w.payload(ctx, it.seq)
+		if err != nil {
+			w.log.Error("re-decoding a batch: message gone from the stream; leaving it out", "seq", it.seq, "err", err)
+			continue
+		}
+		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), data); err != nil {
+			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, data, it.ack)
 			continue
 		}
 		it.logsTo, it.histTo = j.rows.Logs.Len(), j.rows.Histogram.Len()
@@ -527,20 +540,20 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 // deadLetter stores a message on the dead-letter subject and terminates
 // it. If the dead letter cannot be stored, the message is left for
 // redelivery rather than lost.
-func (w *Worker) deadLetter(ctx context.Context, kind, reason string, seq uint64, subject string, hdr nats.Header, data []byte, m jetstream.Msg) {
+func (w *Worker) deadLetter(ctx context.Context, kind, reason string, seq uint64, subject string, hdr nats.Header, data []byte, m *acker) {
 	w.log.Warn("dead-lettering message", "kind", kind, "seq", seq, "subject", subject, "reason", reason)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := broker.DeadLetter(dctx, w.js, kind, reason, w.o.NATS.TelemetryStream, seq, subject, hdr, data); err != nil {
 		w.log.Error("dead letter not stored; leaving the message for redelivery", "seq", seq, "err", err)
 		if m != nil {
-			_ = m.NakWithDelay(10 * time.Second)
+			_ = m.nakWithDelay(10 * time.Second)
 		}
 		return
 	}
 	w.m.deadLettered(kind).Inc()
 	if m != nil {
-		_ = m.TermWithReason("dead-lettered: " + kind)
+		_ = m.term("dead-lettered: " + kind)
 	}
 }
 
@@ -596,4 +609,39 @@ func formatOf(h nats.Header) otlp.Format {
 		return otlp.FormatProtobuf
 	}
 	return otlp.FormatAuto
+}
+
+// acker answers one delivery with JetStream's ack protocol on the message's
+// reply subject. Keeping only the subject, not the message, lets a batch
+// drop the payload once it is decoded.
+type acker struct {
+	nc    *nats.Conn
+	reply string
+}
+
+func (w *Worker) acker(m jetstream.Msg) *acker { return &acker{nc: w.js.Conn(), reply: m.Reply()} }
+
+// doubleAck acks and waits for the server to confirm it.
+func (a *acker) doubleAck(ctx context.Context) error {
+	_, err := a.nc.RequestWithContext(ctx, a.reply, []byte("+ACK"))
+	return err
+}
+
+func (a *acker) inProgress() error { return a.nc.Publish(a.reply, []byte("+WPI")) }
+
+func (a *acker) nakWithDelay(d time.Duration) error {
+	return a.nc.Publish(a.reply, []byte(fmt.Sprintf(`-NAK {"delay": %d}`, d.Nanoseconds())))
+}
+
+func (a *acker) term(reason string) error { return a.nc.Publish(a.reply, []byte("+TERM "+reason)) }
+
+// payload fetches a message's bytes from the stream again.
+func (w *Worker) payload(ctx context.Context, seq uint64) ([]byte, error) {
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	raw, err := w.stream.GetMsg(gctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	return raw.Data, nil
 }
