@@ -13,7 +13,11 @@ BIN := bin
 CH_BIN := $(BIN)/faultline-clickhouse
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.cache/*' -not -path './.data/*' 2>/dev/null)
 
+TELEMETRYGEN_VERSION ?= v0.161.0
+TELEMETRYGEN := $(BIN)/telemetrygen
+
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
+export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 
 .PHONY: all build run test test-short bench fmt vet clean deps chdb
 
@@ -48,12 +52,17 @@ $(BIN)/faultline: $(GO_SOURCES) go.mod go.sum
 
 build: $(BIN)/faultline $(CH_BIN)
 
+# The OpenTelemetry project's load generator, for the gateway's tests.
+$(TELEMETRYGEN):
+	@mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
+
 # The whole system on embedded defaults: NATS in process, local ClickHouse,
 # schema applied, gateway, workers and admin endpoints. Ctrl-C stops it all.
 run: build
 	$(BIN)/faultline run
 
-test: build
+test: build $(TELEMETRYGEN)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...

@@ -2,15 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/faultline-dev/faultline/pipeline/replay"
+	"github.com/faultline-dev/faultline/processors/alert"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
+	"github.com/faultline-dev/faultline/sinks/webhook"
 )
 
 // TestRunEndToEnd starts `faultline run` as make run does (embedded NATS,
@@ -18,7 +24,13 @@ import (
 // scenario through the gateway, and checks that every record lands in
 // ClickHouse, /readyz says ready, and shutdown returns cleanly.
 func TestRunEndToEnd(t *testing.T) {
-	got := runScenario(t, 0, 0)
+	hooks := &hookReceiver{}
+	srv := httptest.NewServer(hooks)
+	defer srv.Close()
+	t.Setenv("FAULTLINE_WEBHOOK_URL", srv.URL)
+	t.Setenv("FAULTLINE_WEBHOOK_SECRET", "hook-secret")
+	var alerts []string
+	got := runScenario(t, 0, 0, func() { alerts = hooks.list() })
 	want := []string{
 		"incident det checkout/production 10:12-10:30 ttr=1080 suspect=v1.1.0 restored=rollback",
 		"incident det search/production 10:40-10:50 ttr=600 suspect= restored=",
@@ -40,6 +52,72 @@ func TestRunEndToEnd(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("scenario outcome:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The alerts, signed, each once.
+	wantAlerts := []string{
+		"deploy.rolled_back inventory v8",
+		"incident.correlated catalog v5.0.0",
+		"incident.correlated checkout v1.1.0",
+		"incident.resolved alertmanager payments",
+		"incident.resolved api checkout",
+		"incident.resolved detected catalog",
+		"incident.resolved detected checkout",
+		"incident.resolved detected ledger",
+		"incident.resolved detected search",
+	}
+	if strings.Join(alerts, "\n") != strings.Join(wantAlerts, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(alerts, "\n"), strings.Join(wantAlerts, "\n"))
+	}
+}
+
+// hookReceiver is a webhook endpoint that checks signatures and keeps one
+// line per distinct delivery.
+type hookReceiver struct {
+	mu   sync.Mutex
+	seen map[string]string
+	bad  int
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen == nil {
+		h.seen = map[string]string{}
+	}
+	if !webhook.Verify("hook-secret", body, r.Header.Get("X-Faultline-Signature")) {
+		h.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var ev alert.Event
+	_ = json.Unmarshal(body, &ev)
+	line := ev.Type
+	switch {
+	case ev.Type == alert.TypeRolledBack:
+		line += " " + ev.Deploy.Service + " " + ev.Deploy.Version
+	case ev.Type == alert.TypeCorrelated:
+		line += " " + ev.Incident.Service + " " + ev.Verdict.Version
+	default:
+		line += " " + ev.Incident.Source + " " + ev.Incident.Service
+	}
+	h.seen[r.Header.Get("X-Faultline-Delivery")] = line
+}
+
+func (h *hookReceiver) list() []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		var out []string
+		for _, l := range h.seen {
+			out = append(out, l)
+		}
+		h.mu.Unlock()
+		slices.Sort(out)
+		if len(out) >= 9 || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestScenarioShuffledWithThreeWorkers: the same scenario delivered out of
@@ -49,8 +127,8 @@ func TestScenarioShuffledWithThreeWorkers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replays the scenario twice")
 	}
-	a := runScenario(t, 0, 0)
-	b := runScenario(t, 90*time.Second, 2)
+	a := runScenario(t, 0, 0, nil)
+	b := runScenario(t, 90*time.Second, 2, nil)
 	if strings.Join(a, "\n") != strings.Join(b, "\n") {
 		t.Fatalf("in order, one worker:\n%s\nshuffled, three workers:\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 	}
@@ -59,7 +137,7 @@ func TestScenarioShuffledWithThreeWorkers(t *testing.T) {
 // runScenario starts faultline run, sends the reference scenario (shuffled
 // within shuffle, with extra workers beside run's own) and returns the
 // outcome as comparable lines.
-func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int) []string {
+func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int, beforeStop func()) []string {
 	bin, err := chtest.Bin()
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +233,9 @@ func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int) []string
 			out = outcome(t, ctx, s)
 			break
 		}
+	}
+	if beforeStop != nil {
+		beforeStop()
 	}
 	cancel()
 	select {

@@ -117,6 +117,7 @@ type Correlator struct {
 	alerts     []alert.Event
 	sent       jetstream.KeyValue
 	rolledBack map[string]bool
+	rbPending  []pendingRollback // decided at flush: an alert only without an incident
 
 	mIncidents, mAggregates, mEvents, mWrites *metrics.Counter
 }
@@ -244,13 +245,10 @@ func (c *Correlator) addDeploy(e events.Deploy) {
 	}
 	c.dirtyDep[d.ID] = true
 	for _, rb := range c.idx.Rollbacks(d.Service, d.Environment) {
-		if c.rolledBack[rb.Of.ID] {
-			continue
+		if !c.rolledBack[rb.Of.ID] {
+			c.rolledBack[rb.Of.ID] = true
+			c.rbPending = append(c.rbPending, pendingRollback{rb, time.Now()})
 		}
-		c.rolledBack[rb.Of.ID] = true
-		reason := correlate.FailureReason(nil, &rb)
-		c.alerts = append(c.alerts, alert.RolledBack(alert.Deploy{ID: rb.Of.ID, Service: rb.Of.Service, Environment: rb.Of.Environment,
-			Version: rb.Of.Version, DeployedAt: rb.Of.At, RolledBackBy: rb.By.ID, RolledBackAt: rb.By.At, URL: rb.Of.URL}, reason))
 	}
 	// A late deploy may be a better suspect for incidents already open.
 	for _, inc := range c.incidents {
@@ -423,6 +421,8 @@ func (c *Correlator) correlate(inc *incident) {
 // tick.
 func (c *Correlator) flush(ctx context.Context) {
 	if len(c.dirtyDep) == 0 && len(c.dirtyInc) == 0 {
+		c.raiseRollbacks()
+		c.publishAlerts(ctx)
 		return
 	}
 	var ds []correlate.DeployRow
@@ -452,9 +452,37 @@ func (c *Correlator) flush(ctx context.Context) {
 	c.mWrites.Add(len(ds) + len(is) + len(ss))
 	clear(c.dirtyDep)
 	clear(c.dirtyInc)
+	c.raiseRollbacks()
 	c.publishAlerts(ctx)
 	c.det.Prune(3 * time.Hour)
 	c.deltas.Prune(c.det.Watermark().Add(-24 * time.Hour))
+}
+
+// raiseRollbacks decides the pending rollbacks.
+func (c *Correlator) raiseRollbacks() {
+	// A rollback alone raises deploy.rolled_back, but only once detection
+	// has seen past the rollback: an incident that started while the
+	// deploy was live opens within OpenAfter minutes of its start, and its
+	// alerts tell the story better.
+	wait := time.Duration(c.cfg.Rules().OpenAfter+1) * time.Minute
+	keep := c.rbPending[:0]
+	for _, p := range c.rbPending {
+		rb := p.Rollback
+		switch {
+		case len(c.pins[rb.Of.ID]) > 0:
+		case c.det.Watermark().Before(rb.By.At.Add(wait)) && time.Since(p.queued) < 10*time.Minute:
+			keep = append(keep, p)
+		default:
+			c.alerts = append(c.alerts, alert.RolledBack(alert.Deploy{ID: rb.Of.ID, Service: rb.Of.Service, Environment: rb.Of.Environment,
+				Version: rb.Of.Version, DeployedAt: rb.Of.At, RolledBackBy: rb.By.ID, RolledBackAt: rb.By.At, URL: rb.Of.URL}, correlate.FailureReason(nil, &rb)))
+		}
+	}
+	c.rbPending = keep
+}
+
+type pendingRollback struct {
+	deploys.Rollback
+	queued time.Time
 }
 
 // publishAlerts sends the queued alerts not sent before; what fails stays
