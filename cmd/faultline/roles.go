@@ -52,15 +52,18 @@ func startWorker(ctx context.Context, s *stack, g *group) error {
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(s.js, worker.Options{
+	o := worker.Options{
 		Prepare:     live.Prepare,
 		Config:      s.cfg.Worker,
 		NATS:        s.cfg.NATS,
 		Sink:        tw,
-		Committed:   correlator.AggregatesHook(s.js, s.cfg.Correlator.Rules().MinSeverity),
 		IsPermanent: clickhouse.IsPermanent,
 		Log:         s.log.With("component", "worker"),
-	})
+	}
+	if s.cfg.Worker.Aggregates {
+		o.Committed = correlator.AggregatesHook(s.js, s.cfg.Correlator.Rules().MinSeverity)
+	}
+	w, err := worker.New(s.js, o)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ type Config struct {
 	PullBytes     int           `envconfig:"PULL_BYTES" default:"33554432" desc:"bytes buffered per worker"`
 	InsertTimeout time.Duration `envconfig:"INSERT_TIMEOUT" default:"60s" desc:"timeout of one insert attempt"`
 	RetryMax      time.Duration `envconfig:"RETRY_MAX_INTERVAL" default:"30s" desc:"longest wait between insert retries"`
+	Aggregates    bool          `envconfig:"AGGREGATES" default:"true" desc:"publish per-minute aggregates for incident detection (off: telemetry only)"`
 }
 
 // Validate checks the settings.
