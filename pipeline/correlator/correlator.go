@@ -117,6 +117,7 @@ type Correlator struct {
 	alerts     []alert.Event
 	sent       jetstream.KeyValue
 	rolledBack map[string]bool
+	detected   []events.Incident // detected incidents to publish on faultline.incidents
 	rbPending  []pendingRollback // decided at flush: an alert only without an incident
 
 	mIncidents, mAggregates, mEvents, mWrites *metrics.Counter
@@ -371,9 +372,13 @@ func (c *Correlator) advance() {
 			c.mIncidents.Inc()
 		}
 		inc.started = t.StartedAt
+		e := events.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Status: events.StatusOpen,
+			Timestamp: t.StartedAt, Title: inc.Title, Severity: inc.Severity, Source: events.SourceDetected}
 		if t.Resolved {
 			inc.resolved = t.ResolvedAt
+			e.Status, e.Timestamp = events.StatusResolved, t.ResolvedAt
 		}
+		c.detected = append(c.detected, e)
 		c.correlate(inc)
 	}
 }
@@ -422,6 +427,7 @@ func (c *Correlator) correlate(inc *incident) {
 func (c *Correlator) flush(ctx context.Context) {
 	if len(c.dirtyDep) == 0 && len(c.dirtyInc) == 0 {
 		c.raiseRollbacks()
+		c.publishDetected(ctx)
 		c.publishAlerts(ctx)
 		return
 	}
@@ -453,6 +459,7 @@ func (c *Correlator) flush(ctx context.Context) {
 	clear(c.dirtyDep)
 	clear(c.dirtyInc)
 	c.raiseRollbacks()
+	c.publishDetected(ctx)
 	c.publishAlerts(ctx)
 	c.det.Prune(3 * time.Hour)
 	c.deltas.Prune(c.det.Watermark().Add(-24 * time.Hour))
@@ -483,6 +490,32 @@ func (c *Correlator) raiseRollbacks() {
 type pendingRollback struct {
 	deploys.Rollback
 	queued time.Time
+}
+
+// publishDetected announces detected incidents on faultline.incidents, so
+// workers can stamp rows with them and other consumers see them too. Like
+// alerts, each is published once (the replay after a restart finds them in
+// the bucket).
+func (c *Correlator) publishDetected(ctx context.Context) {
+	for len(c.detected) > 0 {
+		e := c.detected[0]
+		key := "incident." + e.ID + "." + e.Status
+		if _, err := c.sent.Get(ctx, key); err == nil {
+			c.detected = c.detected[1:]
+			continue
+		}
+		b, _ := json.Marshal(e)
+		m := nats.NewMsg(broker.IncidentsSubject)
+		m.Data = b
+		m.Header.Set(nats.MsgIdHdr, e.MsgID())
+		m.Header.Set("Content-Type", "application/json")
+		if _, err := c.js.PublishMsg(ctx, m); err != nil {
+			c.log.Warn("publishing a detected incident failed; will retry", "incident", e.ID, "err", err)
+			return
+		}
+		_, _ = c.sent.Put(ctx, key, []byte(e.Status))
+		c.detected = c.detected[1:]
+	}
 }
 
 // publishAlerts sends the queued alerts not sent before; what fails stays
