@@ -19,7 +19,7 @@ TELEMETRYGEN := $(BIN)/telemetrygen
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 
-.PHONY: all build run test test-short bench fmt vet clean deps chdb
+.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb
 
 all: build
 
@@ -72,6 +72,10 @@ test-short: build
 
 bench: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN)
+
+# Detection and alert latency on live telemetry (about five minutes).
+bench-live: build
+	$(GO) run ./cmd/faultline-bench -bin $(BIN) -live
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -49,7 +49,16 @@ func main() {
 	records := flag.Int("records", 2_000_000, "log records through the worker")
 	gwRequests := flag.Int("gateway-requests", 500, "OTLP/HTTP requests of 1000 records through the gateway")
 	bin := flag.String("bin", "bin", "folder with faultline and faultline-clickhouse")
+	live := flag.Bool("live", false, "measure detection and alert latency on live telemetry instead (about five minutes)")
 	flag.Parse()
+	if *live {
+		b, _ := filepath.Abs(*bin)
+		if err := liveLatency(b); err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*records, *gwRequests, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "faultline-bench:", err)
 		os.Exit(1)

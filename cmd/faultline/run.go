@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -36,6 +37,7 @@ type stack struct {
 	ch    driver.Conn
 
 	gateway *gateway.Gateway
+	started atomic.Bool
 
 	stops []func(context.Context) // run in reverse order
 }
@@ -46,6 +48,14 @@ type stack struct {
 func up(ctx context.Context, cfg *Config, log *slog.Logger, needCH bool) (*stack, error) {
 	s := &stack{cfg: cfg, log: log}
 	s.admin = admin.New(cfg.AdminToken, log)
+	// Not ready until every part of the role is up, not only the
+	// connections registered so far.
+	s.admin.AddCheck("startup", func(context.Context) error {
+		if !s.started.Load() {
+			return errors.New("starting")
+		}
+		return nil
+	})
 	if err := s.admin.Listen(cfg.AdminListen); err != nil {
 		return nil, err
 	}
@@ -219,6 +229,7 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 	if s.natsSrv != nil {
 		natsURL = s.natsSrv.ClientURL()
 	}
+	s.started.Store(true)
 	log.Info("faultline running",
 		"startup", time.Since(start).Round(time.Millisecond).String(),
 		"nats", natsURL,
