@@ -142,14 +142,23 @@ func TestWorkerLogsAndDeadLetters(t *testing.T) {
 	publish(t, ns.JS, "otel_logs", nats.Header{"Content-Type": {"application/x-protobuf"}}, logsPayload(t, 0, 100))
 	publish(t, ns.JS, "otel_logs.checkout", nil, logsPayload(t, 100, 50)) // no header: detected
 	publish(t, ns.JS, "otel_logs", nil, []byte("\x0a\xff\xff\xff garbage"))
+	// OTLP JSON, as the Collector's NATS exporter sends with otlp_json.
+	ld := plog.NewLogs()
+	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.Body().SetStr("rec-json")
+	js, err := plogotlp.NewExportRequestFromLogs(ld).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ns.JS, "otel_logs.checkout", nil, js)
 	waitDrained(t, ns.JS, ns.Config.TelemetryStream, "faultline-telemetry", time.Minute, nil)
 
 	var n, uniq uint64
 	if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&n, &uniq); err != nil {
 		t.Fatal(err)
 	}
-	if n != 150 || uniq != 150 {
-		t.Fatalf("otel_logs has %d rows (%d distinct), want 150", n, uniq)
+	if n != 151 || uniq != 151 {
+		t.Fatalf("otel_logs has %d rows (%d distinct), want 151", n, uniq)
 	}
 
 	dlq, err := ns.JS.Stream(ctx, ns.Config.DeadLetterStream)
