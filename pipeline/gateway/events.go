@@ -56,58 +56,39 @@ func (g *Gateway) publishIncidents(ctx context.Context, is []events.Incident) er
 	return nil
 }
 
-func (g *Gateway) deploys(w http.ResponseWriter, r *http.Request, body []byte) error {
+// accept is the shape of every event endpoint: JSON only, parse and
+// validate, bound the count, publish each event, answer 202 {"accepted": N}.
+func accept[T any](g *Gateway, w http.ResponseWriter, r *http.Request, body []byte,
+	parse func([]byte) ([]T, error), publish func(context.Context, []T) error) error {
 	if err := requireJSON(r); err != nil {
 		return err
 	}
-	ds, err := events.ParseDeploys(body)
+	items, err := parse(body)
 	if err != nil {
 		return eventError(err)
 	}
-	if err := g.tooMany(len(ds)); err != nil {
+	if err := g.tooMany(len(items)); err != nil {
 		return err
 	}
-	if err := g.publishDeploys(r.Context(), ds); err != nil {
+	if err := publish(r.Context(), items); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(ds)})
+	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(items)})
 	return nil
+}
+
+func (g *Gateway) deploys(w http.ResponseWriter, r *http.Request, body []byte) error {
+	return accept(g, w, r, body, events.ParseDeploys, g.publishDeploys)
 }
 
 func (g *Gateway) incidents(w http.ResponseWriter, r *http.Request, body []byte) error {
-	if err := requireJSON(r); err != nil {
-		return err
-	}
-	is, err := events.ParseIncidents(body)
-	if err != nil {
-		return eventError(err)
-	}
-	if err := g.tooMany(len(is)); err != nil {
-		return err
-	}
-	if err := g.publishIncidents(r.Context(), is); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(is)})
-	return nil
+	return accept(g, w, r, body, events.ParseIncidents, g.publishIncidents)
 }
 
 func (g *Gateway) alertmanager(w http.ResponseWriter, r *http.Request, body []byte) error {
-	if err := requireJSON(r); err != nil {
-		return err
-	}
-	is, err := events.FromAlertmanager(body, events.LabelConfig{Service: g.cfg.ServiceLabel, Environment: g.cfg.EnvLabel})
-	if err != nil {
-		return eventError(err)
-	}
-	if err := g.tooMany(len(is)); err != nil {
-		return err
-	}
-	if err := g.publishIncidents(r.Context(), is); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": len(is)})
-	return nil
+	labels := events.LabelConfig{Service: g.cfg.ServiceLabel, Environment: g.cfg.EnvLabel}
+	parse := func(b []byte) ([]events.Incident, error) { return events.FromAlertmanager(b, labels) }
+	return accept(g, w, r, body, parse, g.publishIncidents)
 }
 
 func (g *Gateway) cdevents(w http.ResponseWriter, r *http.Request, body []byte) error {
