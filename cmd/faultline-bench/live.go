@@ -138,7 +138,7 @@ func liveLatency(bin string) error {
 	}
 	fmt.Printf("live: incident started %s (event time); queryable with its suspect %s later; webhook received %s later\n",
 		started.Format(time.TimeOnly), queryable.Sub(started).Round(time.Second), hookAt.Sub(hookStarted).Round(time.Second))
-	fmt.Println("live: the rule itself needs two breaching minutes after the start and detection waits out the 2m lateness, so about 4m is the floor with the defaults")
+	fmt.Println("live: the rule needs two breaching minutes, and a minute is judged once the newest event time is the allowed lateness (2m) past that minute's start: about 3m with the defaults")
 	return nil
 }
 
