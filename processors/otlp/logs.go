@@ -47,6 +47,18 @@ var (
 )
 
 func (b *Batch) appendLogs(f Format, p []byte) (int, error) {
+	if f == FormatProtobuf && !slowPath {
+		if n, err := b.appendLogsProto(p); err == nil {
+			return n, nil
+		}
+	}
+	return b.appendLogsPdata(f, p)
+}
+
+// slowPath forces the pdata path (tests compare the two).
+var slowPath = false
+
+func (b *Batch) appendLogsPdata(f Format, p []byte) (int, error) {
 	var ld plog.Logs
 	var err error
 	if f == FormatJSON {

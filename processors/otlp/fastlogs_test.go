@@ -1,0 +1,123 @@
+package otlp
+
+import (
+	"math"
+	"reflect"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
+)
+
+// decodeBoth decodes p with the wire walker and with pdata.
+func decodeBoth(t testing.TB, p []byte) (fast, ref *Batch, fastErr, refErr error) {
+	fast, ref = NewBatch(), NewBatch()
+	_, fastErr = fast.Append(SignalLogs, FormatProtobuf, p)
+	slowPath = true
+	_, refErr = ref.Append(SignalLogs, FormatProtobuf, p)
+	slowPath = false
+	return
+}
+
+func awkwardLogs() []byte {
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.SetSchemaUrl("https://opentelemetry.io/schemas/1.26.0")
+	ra := rl.Resource().Attributes()
+	ra.PutStr("service.name", "bad\xffname")
+	ra.PutStr("deployment.environment", "legacy")
+	ra.PutInt("pid", -42)
+	ra.PutDouble("ratio", 1e-7)
+	ra.PutDouble("big", 1e21)
+	ra.PutDouble("nan", math.NaN())
+	ra.PutBool("on", true)
+	ra.PutEmptyBytes("raw").FromRaw([]byte{0, 1, 2, 255})
+	ra.PutEmpty("empty")
+	sl := rl.ScopeLogs().AppendEmpty()
+	sl.Scope().SetName("s")
+	sl.Scope().Attributes().PutStr("k", "v")
+	recs := sl.LogRecords()
+	r0 := recs.AppendEmpty()
+	r0.SetObservedTimestamp(pcommon.Timestamp(5))
+	r0.Body().SetInt(7)
+	r1 := recs.AppendEmpty()
+	r1.SetTimestamp(pcommon.Timestamp(math.MaxUint64))
+	r1.SetSeverityNumber(plog.SeverityNumber(99))
+	r1.SetFlags(plog.DefaultLogRecordFlags.WithIsSampled(true))
+	r1.SetEventName("e")
+	r1.Body().SetDouble(2.5)
+	r2 := recs.AppendEmpty()
+	r2.Attributes().PutStr("x", "y\xfe")
+	rl2 := ld.ResourceLogs().AppendEmpty() // a second resource without attributes
+	rl2.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("b")
+	b, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	return b
+}
+
+func mapBody() []byte {
+	ld := plog.NewLogs()
+	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.Body().SetEmptyMap().PutStr("k", "v")
+	lr.Attributes().PutEmptySlice("list").AppendEmpty().SetInt(1)
+	b, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	return b
+}
+
+func TestWireWalkerMatchesPdata(t *testing.T) {
+	for name, p := range map[string][]byte{
+		"realistic": otlptest.LogsRequest("w", 200),
+		"awkward":   awkwardLogs(),
+		"map body":  mapBody(), // falls back to pdata
+		"empty":     nil,
+	} {
+		fast, ref, fe, re := decodeBoth(t, p)
+		if (fe == nil) != (re == nil) {
+			t.Fatalf("%s: errors differ: %v vs %v", name, fe, re)
+		}
+		if !reflect.DeepEqual(fast.Logs, ref.Logs) {
+			t.Fatalf("%s: rows differ\nwire:  %+v\npdata: %+v", name, fast.Logs, ref.Logs)
+		}
+	}
+}
+
+func FuzzWireWalker(f *testing.F) {
+	f.Add(otlptest.LogsRequest("f", 3))
+	f.Add(awkwardLogs())
+	f.Add(mapBody())
+	f.Fuzz(func(t *testing.T, p []byte) {
+		fast, ref, fe, re := decodeBoth(t, p)
+		if (fe == nil) != (re == nil) {
+			t.Fatalf("errors differ: %v vs %v", fe, re)
+		}
+		if fe == nil && !reflect.DeepEqual(fast.Logs, ref.Logs) {
+			t.Fatalf("rows differ")
+		}
+	})
+}
+
+func BenchmarkAppendLogs(b *testing.B) {
+	p := otlptest.LogsRequest("b", 1000)
+	for _, mode := range []struct {
+		name string
+		slow bool
+	}{{"wire", false}, {"pdata", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			slowPath = mode.slow
+			defer func() { slowPath = false }()
+			batch := NewBatch()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(p)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				batch.Reset()
+				if _, err := batch.Append(SignalLogs, FormatProtobuf, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
+		})
+	}
+}
