@@ -23,26 +23,8 @@ type resourceInfo struct {
 // resource flattens a resource's attributes into the decoder's scratch
 // and picks out the fields rows carry on their own.
 func (d *decoder) resource(r pcommon.Resource) resourceInfo {
-	attrs := r.Attributes()
-	d.flatten(&d.resKeys, &d.resVals, attrs)
-	var ri resourceInfo
-	legacyEnv := ""
-	for i, k := range d.resKeys {
-		switch k {
-		case "service.name":
-			ri.service = d.resVals[i]
-		case "deployment.environment.name":
-			ri.env = d.resVals[i]
-		case "deployment.environment":
-			legacyEnv = d.resVals[i]
-		case "service.version":
-			ri.version = d.resVals[i]
-		}
-	}
-	if ri.env == "" {
-		ri.env = legacyEnv
-	}
-	return ri
+	d.flatten(&d.resKeys, &d.resVals, r.Attributes())
+	return d.pick()
 }
 
 func (d *decoder) flatten(keys, vals *[]string, m pcommon.Map) {

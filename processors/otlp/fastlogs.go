@@ -199,7 +199,9 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	return n, nil
 }
 
-// pick finds the fields rows repeat among the flattened resource attributes.
+// pick finds the fields rows repeat among the flattened resource
+// attributes: service.name, service.version and the environment
+// (deployment.environment.name, else the older deployment.environment).
 func (d *decoder) pick() resourceInfo {
 	var ri resourceInfo
 	legacy := ""
