@@ -1,0 +1,79 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/processors/alert"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func sample() alert.Event {
+	at := time.Date(2026, 11, 1, 10, 12, 0, 0, time.UTC)
+	return alert.Correlated(alert.Incident{ID: "det-1", Service: "checkout", Environment: "production", Source: "detected", StartedAt: at, Confidence: 0.82},
+		[]alert.Suspect{{DeployID: "d-2", Service: "checkout", Version: "v1.1.0", DeployedAt: at.Add(-2 * time.Minute), Rank: 1, Score: 0.82, Reason: "went live 2m before"}},
+		alert.Verdict{DeployID: "d-2", Version: "v1.1.0", Reason: "top suspect of incident det-1, confidence 0.82"})
+}
+
+func TestSignVerify(t *testing.T) {
+	body := []byte(`{"id":"x"}`)
+	sig := Sign("secret", body)
+	// The shell recipe in the README: printf '%s' '{"id":"x"}' | openssl dgst -sha256 -hmac secret
+	if want := "sha256=ebf5302b9c8bc5e255e0d2135c1a75138c004e631d57c70e6081aa366c1de3b9"; sig != want {
+		t.Fatalf("signature %s, openssl says %s", sig, want)
+	}
+	if !Verify("secret", body, sig) || Verify("other", body, sig) || Verify("secret", append(body, ' '), sig) {
+		t.Fatal("Verify accepts what it must not, or rejects a valid signature")
+	}
+}
+
+func TestSlackGolden(t *testing.T) {
+	c := NewClient("https://faultline.example.com")
+	c.now = func() time.Time { return time.Date(2026, 11, 1, 10, 15, 0, 0, time.UTC) }
+	ev := sample()
+	b, err := c.Body(&Target{Format: "slack"}, &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pretty bytes.Buffer
+	_ = json.Indent(&pretty, b, "", "  ")
+	pretty.WriteByte('\n')
+	path := filepath.Join("testdata", "slack_correlated.json")
+	if *update {
+		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update writes it)", err)
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Fatalf("slack message differs from %s:\n%s", path, pretty.Bytes())
+	}
+}
+
+func TestWants(t *testing.T) {
+	ev := sample()
+	for _, tc := range []struct {
+		name string
+		t    Target
+		want bool
+	}{
+		{"no filters", Target{}, true},
+		{"environment", Target{Environments: []string{"staging"}}, false},
+		{"service", Target{Services: []string{"checkout"}}, true},
+		{"confidence", Target{MinConfidence: 0.9}, false},
+		{"type", Target{Types: []string{alert.TypeResolved}}, false},
+	} {
+		if got := tc.t.Wants(&ev); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
