@@ -46,11 +46,7 @@ func TestStreamOrderAndGaps(t *testing.T) {
 	cfg := chtest.Database(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, err := clickhouse.Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, cfg)
 
 	// Sequences 1..12 carry minutes 0..11; errors in minutes 3 and 4.
 	// Batches arrive from "workers" out of order; sequence 7 never comes

@@ -116,11 +116,7 @@ func TestWorkerLogsAndDeadLetters(t *testing.T) {
 	chcfg := chtest.Database(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, err := clickhouse.Open(ctx, chcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, chcfg)
 
 	tw, err := clickhouse.NewTelemetryWriter(ctx, chcfg)
 	if err != nil {
@@ -258,11 +254,7 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 		<-p.done
 	}
 
-	conn, err := clickhouse.Open(ctx, chcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, chcfg)
 	var total, uniq, dups uint64
 	if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&total, &uniq); err != nil {
 		t.Fatal(err)

@@ -16,11 +16,7 @@ func TestDoraViews(t *testing.T) {
 	cfg := chtest.Database(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := clickhouse.Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, cfg)
 	exec := func(q string) {
 		t.Helper()
 		if err := conn.Exec(ctx, q); err != nil {
@@ -97,11 +93,7 @@ func TestDoraWindow(t *testing.T) {
 	cfg := chtest.Database(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := clickhouse.Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, cfg)
 	for _, q := range []string{
 		`INSERT INTO deploys (DeployId, Service, Environment, Version, Type, Status, DeployedAt, LeadTimeSeconds, ChangeFailure, UpdatedAt) VALUES
 		('d1','checkout','production','v1','deploy','succeeded','2026-11-01 10:00:00',3600,false,now64()),

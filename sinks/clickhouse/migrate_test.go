@@ -19,11 +19,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err := clickhouse.Migrate(ctx, cfg, nil); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	conn, err := clickhouse.Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, cfg)
 	var rows, versions uint64
 	if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(Version) FROM schema_migrations").Scan(&rows, &versions); err != nil {
 		t.Fatal(err)

@@ -21,11 +21,7 @@ func TestTelemetryWriteReadBackAndDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	conn, err := clickhouse.Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := chtest.Conn(t, cfg)
 
 	b := otlp.NewBatch()
 	if _, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, otlptest.LogsRequest("rt", 500)); err != nil {

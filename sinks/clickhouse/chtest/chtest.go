@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"os"
 	"path/filepath"
 	"sync"
@@ -135,4 +136,17 @@ func Database(t testing.TB) clickhouse.Config {
 		}
 	})
 	return cfg
+}
+
+// Conn opens a connection to cfg's database, closed when the test ends.
+func Conn(t testing.TB, cfg clickhouse.Config) driver.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := clickhouse.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
