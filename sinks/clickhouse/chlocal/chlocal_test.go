@@ -117,6 +117,9 @@ func TestRestartAfterCrash(t *testing.T) {
 	if err := s.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	// The restart is counted once the new process answers.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && s.Restarts() == 0; time.Sleep(50 * time.Millisecond) {
+	}
 	var n uint64
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if err := conn.QueryRow(ctx, "SELECT count() FROM default.kv").Scan(&n); err == nil {
