@@ -261,7 +261,7 @@ func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (ra
 	return float64(l.Len()) / el.Seconds(), float64(cpu.Microseconds()) / float64(l.Len()), nil
 }
 
-func toMap(a *otlp.Attrs, i int) map[string]string {
+func toMap(a interface{ Row(int) [][2]string }, i int) map[string]string {
 	m := map[string]string{}
 	for _, kv := range a.Row(i) {
 		m[kv[0]] = kv[1]

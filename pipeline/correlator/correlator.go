@@ -666,21 +666,17 @@ func requestPoints(h *otlp.HistogramRows, from, to int) []detect.Point {
 			continue
 		}
 		x := xxhash.New()
-		write := func(a *otlp.Attrs, row int) {
-			lo := uint64(0)
-			if row > 0 {
-				lo = a.Offsets[row-1]
-			}
-			for j := lo; j < a.Offsets[row]; j++ {
-				_, _ = x.WriteString(a.Keys[j])
+		write := func(keys, values []string) {
+			for j := range keys {
+				_, _ = x.WriteString(keys[j])
 				_, _ = x.WriteString("\x00")
-				_, _ = x.WriteString(a.Values[j])
+				_, _ = x.WriteString(values[j])
 				_, _ = x.WriteString("\x00")
 			}
 		}
-		write(&h.ResourceAttributes, i)
+		write(h.ResourceAttributes.Span(i))
 		_, _ = x.WriteString(h.ScopeName[i] + "\x00" + h.MetricName[i] + "\x00")
-		write(&h.Attributes, i)
+		write(h.Attributes.Span(i))
 		failed := false
 		for _, kv := range h.Attributes.Row(i) {
 			if kv[0] == "http.response.status_code" || kv[0] == "http.status_code" {

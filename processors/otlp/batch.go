@@ -147,12 +147,74 @@ func (a *Attrs) Row(i int) [][2]string {
 	return out
 }
 
-// appendSpan appends a row made of the pairs kv[from:to] of another Attrs
-// (a resource's attributes repeated on every record of the resource).
-func (a *Attrs) appendFlat(keys, values []string) {
-	a.Keys = append(a.Keys, keys...)
-	a.Values = append(a.Values, values...)
-	a.Offsets = append(a.Offsets, uint64(len(a.Keys)))
+// Span returns row i's keys and values.
+func (a *Attrs) Span(i int) (keys, values []string) {
+	var from uint64
+	if i > 0 {
+		from = a.Offsets[i-1]
+	}
+	return a.Keys[from:a.Offsets[i]], a.Values[from:a.Offsets[i]]
+}
+
+// SharedAttrs is a map column whose rows repeat a few distinct maps: the
+// attributes of a resource or scope, the same on every record of it. Each
+// distinct map is stored once and every row names its span, so a batch
+// holds 8 bytes per row instead of the whole map per row.
+type SharedAttrs struct {
+	Keys, Values []string
+	From, To     []uint32 // row i is Keys[From[i]:To[i]]
+
+	gen, from, to uint32 // the map last stored, by decoder generation
+}
+
+func (a *SharedAttrs) reset() {
+	a.Keys, a.Values, a.From, a.To = a.Keys[:0], a.Values[:0], a.From[:0], a.To[:0]
+	a.gen, a.from, a.to = 0, 0, 0
+}
+
+// appendRow adds a row holding the map of generation gen, storing the map
+// only when it differs from the previous row's.
+func (a *SharedAttrs) appendRow(gen uint32, keys, values []string) {
+	if gen != a.gen || len(a.From) == 0 {
+		a.from = uint32(len(a.Keys))
+		a.Keys = append(a.Keys, keys...)
+		a.Values = append(a.Values, values...)
+		a.to, a.gen = uint32(len(a.Keys)), gen
+	}
+	a.From = append(a.From, a.from)
+	a.To = append(a.To, a.to)
+}
+
+// Len is the number of rows.
+func (a *SharedAttrs) Len() int { return len(a.From) }
+
+// Span returns row i's keys and values.
+func (a *SharedAttrs) Span(i int) (keys, values []string) {
+	return a.Keys[a.From[i]:a.To[i]], a.Values[a.From[i]:a.To[i]]
+}
+
+// Row returns row i as key/value pairs (for tests and debugging).
+func (a *SharedAttrs) Row(i int) [][2]string {
+	k, v := a.Span(i)
+	out := make([][2]string, len(k))
+	for j := range k {
+		out[j] = [2]string{k[j], v[j]}
+	}
+	return out
+}
+
+type sharedMark struct {
+	kv, rows      int
+	gen, from, to uint32
+}
+
+func (a *SharedAttrs) mark() sharedMark {
+	return sharedMark{kv: len(a.Keys), rows: len(a.From), gen: a.gen, from: a.from, to: a.to}
+}
+
+func (a *SharedAttrs) truncate(m sharedMark) {
+	a.Keys, a.Values, a.From, a.To = a.Keys[:m.kv], a.Values[:m.kv], a.From[:m.rows], a.To[:m.rows]
+	a.gen, a.from, a.to = m.gen, m.from, m.to
 }
 
 // Enrichment holds faultline's per-row columns that link a record to the

@@ -13,6 +13,17 @@ import (
 type decoder struct {
 	resKeys, resVals     []string
 	scopeKeys, scopeVals []string
+	// Generations name the resource and scope maps in the scratch above,
+	// so SharedAttrs stores each once.
+	gen, resGen, scopeGen uint32
+}
+
+func (d *decoder) next() uint32 {
+	d.gen++
+	if d.gen == 0 { // wrapped: 0 means none
+		d.gen = 1
+	}
+	return d.gen
 }
 
 // resourceInfo is what every row of a resource repeats.
@@ -24,6 +35,7 @@ type resourceInfo struct {
 // and picks out the fields rows carry on their own.
 func (d *decoder) resource(r pcommon.Resource) resourceInfo {
 	d.flatten(&d.resKeys, &d.resVals, r.Attributes())
+	d.resGen = d.next()
 	return d.pick()
 }
 

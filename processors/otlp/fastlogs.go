@@ -25,15 +25,14 @@ var errFallback = errors.New("fall back to pdata")
 
 // logsMark remembers column lengths for a rollback.
 type logsMark struct {
-	rows                    int
-	resKV, scopeKV, logKV   int
-	resOff, scopeOff, logOf int
+	rows         int
+	logKV, logOf int
+	res, scope   sharedMark
 }
 
 func (r *LogRows) mark() logsMark {
-	return logsMark{rows: r.Len(),
-		resKV: len(r.ResourceAttributes.Keys), scopeKV: len(r.ScopeAttributes.Keys), logKV: len(r.LogAttributes.Keys),
-		resOff: len(r.ResourceAttributes.Offsets), scopeOff: len(r.ScopeAttributes.Offsets), logOf: len(r.LogAttributes.Offsets)}
+	return logsMark{rows: r.Len(), logKV: len(r.LogAttributes.Keys), logOf: len(r.LogAttributes.Offsets),
+		res: r.ResourceAttributes.mark(), scope: r.ScopeAttributes.mark()}
 }
 
 func (r *LogRows) truncate(m logsMark) {
@@ -47,19 +46,20 @@ func (r *LogRows) truncate(m logsMark) {
 	trunc := func(a *Attrs, kv, off int) {
 		a.Keys, a.Values, a.Offsets = a.Keys[:kv], a.Values[:kv], a.Offsets[:off]
 	}
-	trunc(&r.ResourceAttributes, m.resKV, m.resOff)
-	trunc(&r.ScopeAttributes, m.scopeKV, m.scopeOff)
 	trunc(&r.LogAttributes, m.logKV, m.logOf)
+	r.ResourceAttributes.truncate(m.res)
+	r.ScopeAttributes.truncate(m.scope)
 }
 
 // appendLogsProto is the fast path; on any trouble it rolls back and
 // returns errFallback.
 func (b *Batch) appendLogsProto(p []byte) (int, error) {
 	r := &b.Logs
-	m := r.mark()
+	m, gen := r.mark(), b.dec.gen
 	n, err := b.walkLogsRequest(p)
 	if err != nil {
 		r.truncate(m)
+		b.dec.gen = gen
 		return 0, errFallback
 	}
 	return n, nil
@@ -101,13 +101,14 @@ var (
 	f64T   = protowire.Fixed64Type
 	f32T   = protowire.Fixed32Type
 
-	tRequest  = wireTypes{1: bytesT}
-	tResLogs  = wireTypes{1: bytesT, 2: bytesT, 3: bytesT}
-	tResource = wireTypes{1: bytesT, 2: varT, 3: bytesT}
-	tScope    = wireTypes{1: bytesT, 2: bytesT, 3: bytesT, 4: varT}
-	tRecord   = wireTypes{1: f64T, 2: varT, 3: bytesT, 5: bytesT, 6: bytesT, 7: varT, 8: f32T, 9: bytesT, 10: bytesT, 11: f64T, 12: bytesT}
-	tKV       = wireTypes{1: bytesT, 2: bytesT}
-	tAny      = wireTypes{1: bytesT, 2: varT, 3: varT, 4: f64T, 5: bytesT, 6: bytesT, 7: bytesT}
+	tRequest   = wireTypes{1: bytesT}
+	tResLogs   = wireTypes{1: bytesT, 2: bytesT, 3: bytesT}
+	tResource  = wireTypes{1: bytesT, 2: varT, 3: bytesT}
+	tScope     = wireTypes{1: bytesT, 2: bytesT, 3: bytesT, 4: varT}
+	tRecord    = wireTypes{1: f64T, 2: varT, 3: bytesT, 5: bytesT, 6: bytesT, 7: varT, 8: f32T, 9: bytesT, 10: bytesT, 11: f64T, 12: bytesT}
+	tKV        = wireTypes{1: bytesT, 2: bytesT}
+	tEntityRef = wireTypes{1: bytesT, 2: bytesT, 3: bytesT, 4: bytesT}
+	tAny       = wireTypes{1: bytesT, 2: varT, 3: varT, 4: f64T, 5: bytesT, 6: bytesT, 7: bytesT}
 )
 
 // typed wraps a field callback with the message's wire-type check.
@@ -167,7 +168,12 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	err := fields(p, typed(tResLogs, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		switch num {
 		case 1:
+			if resource != nil {
+				return errFallback // repeated: protobuf merges them; leave that to pdata
+			}
 			resource = v
+		case 1000:
+			return errFallback // deprecated scope logs: pdata's business
 		case 2:
 			scopes = append(scopes, v)
 		case 3:
@@ -180,13 +186,19 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	}
 	d.resKeys, d.resVals = d.resKeys[:0], d.resVals[:0]
 	if err := fields(resource, typed(tResource, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num == 1 {
+		switch num {
+		case 1:
 			return d.keyValue(&d.resKeys, &d.resVals, v)
+		case 3:
+			// entity_refs: not kept, but pdata decodes them, so a damaged
+			// one must fail here too.
+			return fields(v, typed(tEntityRef, func(protowire.Number, protowire.Type, []byte, uint64) error { return nil }))
 		}
 		return nil
 	})); err != nil {
 		return 0, err
 	}
+	d.resGen = d.next()
 	res := d.pick()
 	n := 0
 	for _, sp := range scopes {
@@ -231,6 +243,9 @@ func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema string) (int, 
 	if err := fields(p, typed(tResLogs, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		switch num {
 		case 1:
+			if scope != nil {
+				return errFallback
+			}
 			scope = v
 		case 2:
 			records = append(records, v)
@@ -256,6 +271,7 @@ func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema string) (int, 
 	})); err != nil {
 		return 0, err
 	}
+	d.scopeGen = d.next()
 	r := &b.Logs
 	for _, rec := range records {
 		if err := b.walkLogRecord(rec); err != nil {
@@ -266,8 +282,8 @@ func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema string) (int, 
 		r.ScopeSchemaUrl = append(r.ScopeSchemaUrl, schema)
 		r.ScopeName = append(r.ScopeName, sname)
 		r.ScopeVersion = append(r.ScopeVersion, sver)
-		r.ResourceAttributes.appendFlat(d.resKeys, d.resVals)
-		r.ScopeAttributes.appendFlat(d.scopeKeys, d.scopeVals)
+		r.ResourceAttributes.appendRow(d.resGen, d.resKeys, d.resVals)
+		r.ScopeAttributes.appendRow(d.scopeGen, d.scopeKeys, d.scopeVals)
 		r.Enrichment.appendRow(res.env, res.version)
 	}
 	return len(records), nil
@@ -280,6 +296,7 @@ func (b *Batch) walkLogRecord(p []byte) error {
 	var sev uint64
 	var sevText, body, event, trace, span string
 	var flags uint64
+	var seenBody bool
 	la := &r.LogAttributes
 	err := fields(p, typed(tRecord, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 		switch num {
@@ -292,6 +309,10 @@ func (b *Batch) walkLogRecord(p []byte) error {
 		case 3:
 			sevText = str(v)
 		case 5:
+			if seenBody {
+				return errFallback
+			}
+			seenBody = true
 			s, err := anyString(v)
 			if err != nil {
 				return err
@@ -343,16 +364,23 @@ func (b *Batch) walkLogRecord(p []byte) error {
 // keyValue appends one KeyValue's key and rendered value.
 func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
 	var key, val string
+	var seenValue bool
 	err := fields(p, typed(tKV, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		switch num {
 		case 1:
 			key = str(v)
 		case 2:
+			if seenValue {
+				return errFallback
+			}
+			seenValue = true
 			s, err := anyString(v)
 			if err != nil {
 				return err
 			}
 			val = s
+		case 3:
+			return errFallback // key_strindex: dictionary encoding, not ours
 		}
 		return nil
 	}))
@@ -380,8 +408,8 @@ func anyString(p []byte) (string, error) {
 			out = formatDouble(math.Float64frombits(x))
 		case 7:
 			out = base64.StdEncoding.EncodeToString(v)
-		case 5, 6:
-			return errFallback
+		case 5, 6, 8:
+			return errFallback // arrays, maps, dictionary strings: pdata renders them
 		}
 		return nil
 	}))

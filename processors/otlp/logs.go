@@ -21,8 +21,8 @@ type LogRows struct {
 	ScopeName          []string
 	ScopeVersion       []string
 	EventName          []string
-	ResourceAttributes Attrs
-	ScopeAttributes    Attrs
+	ResourceAttributes SharedAttrs
+	ScopeAttributes    SharedAttrs
 	LogAttributes      Attrs
 	Enrichment
 }
@@ -82,6 +82,7 @@ func (b *Batch) appendLogsPdata(f Format, p []byte) (int, error) {
 			sl := sls.At(j)
 			sc := sl.Scope()
 			d.flatten(&d.scopeKeys, &d.scopeVals, sc.Attributes())
+			d.scopeGen = d.next()
 			sname, sver, sschema := clean(sc.Name()), clean(sc.Version()), clean(sl.SchemaUrl())
 			lrs := sl.LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
@@ -103,8 +104,8 @@ func (b *Batch) appendLogsPdata(f Format, p []byte) (int, error) {
 				r.ScopeName = append(r.ScopeName, sname)
 				r.ScopeVersion = append(r.ScopeVersion, sver)
 				r.EventName = append(r.EventName, clean(lr.EventName()))
-				r.ResourceAttributes.appendFlat(d.resKeys, d.resVals)
-				r.ScopeAttributes.appendFlat(d.scopeKeys, d.scopeVals)
+				r.ResourceAttributes.appendRow(d.resGen, d.resKeys, d.resVals)
+				r.ScopeAttributes.appendRow(d.scopeGen, d.scopeKeys, d.scopeVals)
 				d.appendAttrs(&r.LogAttributes, lr.Attributes())
 				r.Enrichment.appendRow(res.env, res.version)
 				n++

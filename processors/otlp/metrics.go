@@ -9,11 +9,11 @@ import (
 
 // MetricCommon are the columns every otel_metrics_* table has.
 type MetricCommon struct {
-	ResourceAttributes    Attrs
+	ResourceAttributes    SharedAttrs
 	ResourceSchemaUrl     []string
 	ScopeName             []string
 	ScopeVersion          []string
-	ScopeAttributes       Attrs
+	ScopeAttributes       SharedAttrs
 	ScopeDroppedAttrCount []uint32
 	ScopeSchemaUrl        []string
 	ServiceName           []string
@@ -220,6 +220,7 @@ func (b *Batch) appendMetrics(f Format, p []byte) (int, error) {
 			sm := sms.At(j)
 			sc := sm.Scope()
 			d.flatten(&d.scopeKeys, &d.scopeVals, sc.Attributes())
+			d.scopeGen = d.next()
 			mc.sname, mc.sver, mc.sschema, mc.dropped = clean(sc.Name()), clean(sc.Version()), clean(sm.SchemaUrl()), sc.DroppedAttributesCount()
 			ms := sm.Metrics()
 			for k := 0; k < ms.Len(); k++ {
@@ -245,11 +246,11 @@ func (b *Batch) appendMetrics(f Format, p []byte) (int, error) {
 
 // common appends the shared columns of one point.
 func (d *decoder) common(c *MetricCommon, mc *metricCtx, attrs pcommon.Map, start, ts pcommon.Timestamp, flags uint32) {
-	c.ResourceAttributes.appendFlat(d.resKeys, d.resVals)
+	c.ResourceAttributes.appendRow(d.resGen, d.resKeys, d.resVals)
 	c.ResourceSchemaUrl = append(c.ResourceSchemaUrl, mc.rschema)
 	c.ScopeName = append(c.ScopeName, mc.sname)
 	c.ScopeVersion = append(c.ScopeVersion, mc.sver)
-	c.ScopeAttributes.appendFlat(d.scopeKeys, d.scopeVals)
+	c.ScopeAttributes.appendRow(d.scopeGen, d.scopeKeys, d.scopeVals)
 	c.ScopeDroppedAttrCount = append(c.ScopeDroppedAttrCount, mc.dropped)
 	c.ScopeSchemaUrl = append(c.ScopeSchemaUrl, mc.sschema)
 	c.ServiceName = append(c.ServiceName, mc.res.service)

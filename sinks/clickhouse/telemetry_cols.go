@@ -37,6 +37,18 @@ func newMapCol() mapCol {
 	return mapCol{m: proto.NewMap[string, string](k, v), keys: k, vals: v}
 }
 
+// fillShared writes a column whose rows repeat a few distinct maps.
+func (c mapCol) fillShared(a *otlp.SharedAttrs) {
+	end := uint64(len(c.keys.Values))
+	for i := range a.From {
+		k, v := a.Span(i)
+		c.keys.AppendArr(k)
+		c.vals.AppendArr(v)
+		end += uint64(len(k))
+		c.m.Offsets = append(c.m.Offsets, end)
+	}
+}
+
 func (c mapCol) fill(a *otlp.Attrs) {
 	c.keys.AppendArr(a.Keys)
 	c.vals.AppendArr(a.Values)
@@ -134,11 +146,11 @@ func (c *logCols) fill(r *otlp.LogRows) proto.Input {
 	c.service.AppendArr(r.ServiceName)
 	c.body.AppendArr(r.Body)
 	c.resSchema.AppendArr(r.ResourceSchemaUrl)
-	c.resAttrs.fill(&r.ResourceAttributes)
+	c.resAttrs.fillShared(&r.ResourceAttributes)
 	c.scopeSchema.AppendArr(r.ScopeSchemaUrl)
 	c.scopeName.AppendArr(r.ScopeName)
 	c.scopeVer.AppendArr(r.ScopeVersion)
-	c.scopeAttrs.fill(&r.ScopeAttributes)
+	c.scopeAttrs.fillShared(&r.ScopeAttributes)
 	c.logAttrs.fill(&r.LogAttributes)
 	c.eventName.AppendArr(r.EventName)
 	in := proto.Input{
@@ -183,11 +195,11 @@ func (c *metricCols) init() {
 }
 
 func (c *metricCols) fill(r *otlp.MetricCommon) proto.Input {
-	c.resAttrs.fill(&r.ResourceAttributes)
+	c.resAttrs.fillShared(&r.ResourceAttributes)
 	c.resSchema.AppendArr(r.ResourceSchemaUrl)
 	c.scopeName.AppendArr(r.ScopeName)
 	c.scopeVer.AppendArr(r.ScopeVersion)
-	c.scopeAttrs.fill(&r.ScopeAttributes)
+	c.scopeAttrs.fillShared(&r.ScopeAttributes)
 	*c.dropped = append(*c.dropped, r.ScopeDroppedAttrCount...)
 	c.scopeSchema.AppendArr(r.ScopeSchemaUrl)
 	c.service.AppendArr(r.ServiceName)
