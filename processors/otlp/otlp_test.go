@@ -183,9 +183,13 @@ func FuzzAppend(f *testing.F) {
 			t.Fatal(err)
 		}
 		before := b.Records()
+		snapshot, _ := json.Marshal(b)
 		n, err := b.Append(otlp.Signal(sig%2+1), otlp.FormatAuto, p)
-		if err != nil && b.Records() != before {
-			t.Fatalf("failed Append changed the batch: %d -> %d", before, b.Records())
+		if err != nil {
+			after, _ := json.Marshal(b)
+			if b.Records() != before || !bytes.Equal(snapshot, after) {
+				t.Fatalf("failed Append changed the batch: %d -> %d rows", before, b.Records())
+			}
 		}
 		if err == nil && b.Records() != before+n {
 			t.Fatalf("Append reported %d rows, batch grew by %d", n, b.Records()-before)
