@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -51,5 +50,3 @@ func walk(b []byte, depth int) error {
 	}
 	return nil
 }
-
-var errEmpty = errors.New("empty body")
