@@ -45,6 +45,7 @@ type Config struct {
 	RulesFile     string        `envconfig:"RULES_FILE" desc:"JSON file overriding the detection rules (min_errors, min_ratio, open_after, resolve_after, lateness, min_severity)"`
 	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"1s" desc:"how often changed rows are written to ClickHouse"`
 	GapWait       time.Duration `envconfig:"GAP_WAIT" default:"15s" desc:"how long detection waits for a telemetry message still in a worker's batch before going on without it"`
+	EarlyAfter    time.Duration `envconfig:"EARLY_AFTER" default:"10s" desc:"on live data, judge a minute this long after it ends rather than after the lateness: the incident opens provisionally and the final verdict confirms or retracts it (0: off)"`
 }
 
 // Validate checks the settings.
@@ -54,6 +55,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GapWait <= 0 {
 		return fmt.Errorf("FAULTLINE_CORRELATOR_GAP_WAIT: must be positive")
+	}
+	if c.EarlyAfter < 0 {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_EARLY_AFTER: must not be negative")
 	}
 	if c.FlushInterval <= 0 {
 		return fmt.Errorf("FAULTLINE_CORRELATOR_FLUSH_INTERVAL: must be positive")
@@ -78,6 +82,9 @@ func (c *Config) Rules() detect.Rules {
 // Store writes rows.
 type Store interface {
 	Write(ctx context.Context, ds []correlate.DeployRow, is []correlate.IncidentRow, ss []correlate.SuspectRow) error
+	// Retract deletes incidents, with their suspects, that a provisional
+	// verdict opened and the final one did not confirm.
+	Retract(ctx context.Context, ids []string) error
 }
 
 type incident struct {
@@ -86,6 +93,8 @@ type incident struct {
 	verdict           correlate.Verdict
 	pinned            string // deploy id
 	resolvedAlerted   bool
+	provisional       bool // opened by an early verdict, not yet confirmed
+	alerted           bool // an incident.correlated alert was raised
 }
 
 // Correlator is the single owner of detection and correlation state.
@@ -106,6 +115,7 @@ type Correlator struct {
 
 	// Reorder buffer of aggregates by telemetry stream sequence.
 	pending  map[uint64]aggEntry
+	behind   uint64 // aggregates messages not yet delivered to us
 	deltas   *detect.Deltas
 	nextSeq  uint64
 	gapSince time.Time
@@ -118,9 +128,10 @@ type Correlator struct {
 	sent       jetstream.KeyValue
 	rolledBack map[string]bool
 	detected   []events.Incident // detected incidents to publish on faultline.incidents
+	retracted  []string          // incident ids whose rows are to be deleted
 	rbPending  []pendingRollback // decided at flush: an alert only without an incident
 
-	mIncidents, mAggregates, mEvents, mWrites *metrics.Counter
+	mIncidents, mAggregates, mEvents, mWrites, mRetracted *metrics.Counter
 }
 
 // New prepares a correlator.
@@ -140,6 +151,7 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 		mAggregates: metrics.GetOrCreateCounter("faultline_correlator_aggregates_total"),
 		mEvents:     metrics.GetOrCreateCounter("faultline_correlator_events_total"),
 		mWrites:     metrics.GetOrCreateCounter("faultline_correlator_rows_written_total"),
+		mRetracted:  metrics.GetOrCreateCounter("faultline_correlator_incidents_retracted_total"),
 	}
 }
 
@@ -183,6 +195,11 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 			c.handleAggregates(m)
 		case <-tick.C:
 			c.release(false)
+			// Early verdicts only once every aggregate published so far
+			// has been observed: judged on less, they would be wrong.
+			if c.cfg.EarlyAfter > 0 && c.behind == 0 && len(c.pending) == 0 && len(aggs.ch) == 0 {
+				c.apply(c.det.Early(time.Now(), c.cfg.EarlyAfter))
+			}
 			c.flush(ctx)
 		}
 	}
@@ -296,6 +313,9 @@ func (c *Correlator) addIncident(e events.Incident) {
 // (a message still in a worker's batch, or dead-lettered) is waited for
 // at most GapWait.
 func (c *Correlator) handleAggregates(m jetstream.Msg) {
+	if meta, err := m.Metadata(); err == nil {
+		c.behind = meta.NumPending
+	}
 	var am aggMessage
 	if err := json.Unmarshal(m.Data(), &am); err != nil {
 		c.log.Warn("skipping undecodable aggregates", "err", err)
@@ -361,8 +381,17 @@ func (c *Correlator) observe(e aggEntry) {
 	}
 }
 
-func (c *Correlator) advance() {
-	for _, t := range c.det.Advance() {
+func (c *Correlator) advance() { c.apply(c.det.Advance()) }
+
+// apply acts on the detector's transitions.
+func (c *Correlator) apply(ts []detect.Transition) {
+	for _, t := range ts {
+		if t.Retracted {
+			if inc, ok := c.incidents[t.IncidentID]; ok {
+				c.retract(inc)
+			}
+			continue
+		}
 		inc, ok := c.incidents[t.IncidentID]
 		if !ok {
 			inc = &incident{Incident: events.Incident{ID: t.IncidentID, Service: t.Service, Environment: t.Environment, Source: events.SourceDetected,
@@ -371,7 +400,7 @@ func (c *Correlator) advance() {
 			c.incidents[t.IncidentID] = inc
 			c.mIncidents.Inc()
 		}
-		inc.started = t.StartedAt
+		inc.started, inc.provisional = t.StartedAt, t.Provisional
 		e := events.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Status: events.StatusOpen,
 			Timestamp: t.StartedAt, Title: inc.Title, Severity: inc.Severity, Source: events.SourceDetected}
 		if t.Resolved {
@@ -381,6 +410,28 @@ func (c *Correlator) advance() {
 		c.detected = append(c.detected, e)
 		c.correlate(inc)
 	}
+}
+
+// retract withdraws a provisional incident the final verdict did not
+// confirm: its pin goes (the deploy is no longer a change failure for it),
+// its rows are deleted, workers stop stamping rows with it, and receivers
+// that were told about it hear that it is withdrawn.
+func (c *Correlator) retract(inc *incident) {
+	c.log.Info("provisional incident retracted by the final verdict", "incident", inc.ID, "service", inc.Service, "environment", inc.Environment)
+	if inc.pinned != "" {
+		delete(c.pins[inc.pinned], inc.ID)
+		c.dirtyDep[inc.pinned] = true
+	}
+	if inc.alerted {
+		c.alerts = append(c.alerts, alert.Retracted(c.alertIncident(inc), c.alertSuspects(inc.verdict)))
+	}
+	// An empty span: the incident never was.
+	c.detected = append(c.detected, events.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Status: events.StatusResolved,
+		Timestamp: inc.started, Title: inc.Title, Severity: inc.Severity, Source: events.SourceDetected})
+	delete(c.incidents, inc.ID)
+	delete(c.dirtyInc, inc.ID)
+	c.retracted = append(c.retracted, inc.ID)
+	c.mRetracted.Inc()
 }
 
 // correlate re-ranks an incident's suspects and moves its pin.
@@ -393,6 +444,7 @@ func (c *Correlator) correlate(inc *incident) {
 		newPin = v.Pinned.Deploy.ID
 	}
 	if newPin != "" && newPin != inc.pinned {
+		inc.alerted = true
 		c.alerts = append(c.alerts, alert.Correlated(c.alertIncident(inc), c.alertSuspects(v), alert.Verdict{
 			DeployID: newPin, Version: v.Pinned.Deploy.Version,
 			Reason: fmt.Sprintf("top suspect of incident %s, confidence %.2f: %s", inc.ID, v.Confidence, v.Pinned.Reason)}))
@@ -425,6 +477,16 @@ func (c *Correlator) correlate(inc *incident) {
 // flush writes every changed row; on failure they stay dirty for the next
 // tick.
 func (c *Correlator) flush(ctx context.Context) {
+	if len(c.retracted) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.store.Retract(wctx, c.retracted)
+		cancel()
+		if err != nil {
+			c.log.Warn("deleting retracted incidents failed; will retry", "err", err)
+		} else {
+			c.retracted = c.retracted[:0]
+		}
+	}
 	if len(c.dirtyDep) == 0 && len(c.dirtyInc) == 0 {
 		c.raiseRollbacks()
 		c.publishDetected(ctx)
@@ -540,7 +602,7 @@ func (c *Correlator) publishAlerts(ctx context.Context) {
 
 func (c *Correlator) alertIncident(inc *incident) alert.Incident {
 	a := alert.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Source: inc.Source, Title: inc.Title,
-		Severity: inc.Severity, StartedAt: inc.started, Confidence: inc.verdict.Confidence}
+		Severity: inc.Severity, StartedAt: inc.started, Confidence: inc.verdict.Confidence, Provisional: inc.provisional}
 	if !inc.resolved.IsZero() {
 		t := inc.resolved
 		a.ResolvedAt = &t

@@ -11,6 +11,7 @@ import (
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
+	"github.com/faultline-dev/faultline/processors/alert"
 	"github.com/faultline-dev/faultline/processors/detect"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
@@ -109,6 +110,117 @@ func TestStreamOrderAndGaps(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT ChangeFailure FROM deploys FINAL WHERE DeployId = 'd-v2'").Scan(&failure); err != nil || !failure {
 		t.Fatalf("deploy d-v2 change failure = %v, %v", failure, err)
 	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEarlyVerdictRetracted: on live data an incident opens provisionally
+// seconds after its second breaching minute ends, pinned and announced;
+// late records then dilute that minute, and the final verdict withdraws it
+// everywhere: rows, change failure, and a retraction alert.
+func TestEarlyVerdictRetracted(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := chtest.Database(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn := chtest.Conn(t, cfg)
+
+	// Start of the current minute; minutes L-2 and L-1 breach. Make sure
+	// minute L-1 is over by more than the 1 s grace.
+	if time.Now().Second() >= 50 {
+		time.Sleep(time.Duration(61-time.Now().Second()) * time.Second)
+	}
+	if time.Now().Second() < 2 {
+		time.Sleep(2 * time.Second)
+	}
+	L := time.Now().UTC().Truncate(time.Minute)
+	at := func(m int, total, errors uint64) aggEntry {
+		return aggEntry{Aggs: []detect.Aggregate{{Service: "checkout", Environment: "production", Version: "v2",
+			Minute: L.Add(time.Duration(m) * time.Minute).Unix(), Total: total, Errors: errors}}}
+	}
+	seq := uint64(0)
+	send := func(id string, es ...aggEntry) {
+		for i := range es {
+			seq++
+			es[i].Seq = seq
+		}
+		publishAggs(t, ns, id, es...)
+	}
+	d, _ := json.Marshal(map[string]string{"id": "d-v2", "service": "checkout", "environment": "production", "version": "v2",
+		"timestamp": L.Add(-20 * time.Minute).Format(time.RFC3339), "type": "deploy", "status": "succeeded"})
+	if _, err := ns.JS.Publish(ctx, broker.DeploysSubject, d); err != nil {
+		t.Fatal(err)
+	}
+	var live []aggEntry
+	for m := -10; m < 0; m++ {
+		errs := uint64(0)
+		if m >= -2 {
+			errs = 60
+		}
+		live = append(live, at(m, 200, errs))
+	}
+	send("live", live...)
+
+	c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond, EarlyAfter: time.Second},
+		ns.JS, ns.Config, clickhouse.NewEventsWriter(conn), nil)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+
+	id := detect.IncidentID("checkout", "production", L.Add(-2*time.Minute))
+	state := func() (incidents uint64, failure bool) {
+		if err := conn.QueryRow(ctx, "SELECT count() FROM incidents FINAL WHERE IncidentId = ? AND SuspectVersion = 'v2'", id).Scan(&incidents); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT max(ChangeFailure) FROM deploys FINAL WHERE DeployId = 'd-v2'").Scan(&failure); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("the provisional incident, pinned on v2", func() bool { n, f := state(); return n == 1 && f })
+
+	// Late records dilute minute L-1 below 5%; later minutes move the
+	// watermark past it.
+	send("late", at(-1, 100000, 0), at(0, 200, 0), at(1, 200, 0))
+	waitFor("the retraction", func() bool { n, f := state(); return n == 0 && !f })
+	var suspects uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM incident_suspects FINAL WHERE IncidentId = ?", id).Scan(&suspects); err != nil || suspects != 0 {
+		t.Fatalf("suspects of the retracted incident: %d, %v", suspects, err)
+	}
+
+	// The alerts stream holds the provisional alert and its retraction.
+	var types []string
+	waitFor("both alerts", func() bool {
+		types = types[:0]
+		for _, typ := range []string{alert.TypeCorrelated, alert.TypeRetracted} {
+			m, err := ns.JS.Stream(ctx, ns.Config.AlertsStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := m.GetLastMsgForSubject(ctx, broker.AlertsPrefix+"."+typ)
+			if err != nil {
+				continue
+			}
+			var ev alert.Event
+			if err := json.Unmarshal(raw.Data, &ev); err != nil || ev.Incident == nil || ev.Incident.ID != id {
+				t.Fatalf("alert %s: %s (%v)", typ, raw.Data, err)
+			}
+			if typ == alert.TypeCorrelated && !ev.Incident.Provisional {
+				t.Fatalf("the early alert is not marked provisional: %s", raw.Data)
+			}
+			types = append(types, typ)
+		}
+		return len(types) == 2
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -15,6 +15,9 @@ const (
 	TypeCorrelated = "incident.correlated"
 	TypeResolved   = "incident.resolved"
 	TypeRolledBack = "deploy.rolled_back"
+	// TypeRetracted withdraws an incident that an early, provisional
+	// verdict opened and the final verdict did not confirm.
+	TypeRetracted = "incident.retracted"
 )
 
 // Event is one alert.
@@ -42,6 +45,10 @@ type Incident struct {
 	TimeToRestoreSeconds *float64   `json:"time_to_restore_seconds,omitempty"`
 	RestoredByDeployID   string     `json:"restored_by_deploy_id,omitempty"`
 	Confidence           float64    `json:"confidence"`
+	// Provisional: detected on live data before the allowed lateness had
+	// passed; the final verdict confirms it silently or retracts it
+	// (incident.retracted).
+	Provisional bool `json:"provisional,omitempty"`
 }
 
 // Suspect is a ranked candidate deploy.
@@ -111,4 +118,9 @@ func Resolved(inc Incident, suspects []Suspect, v *Verdict) Event {
 func RolledBack(d Deploy, reason string) Event {
 	return Event{ID: ID(TypeRolledBack, d.ID, d.RolledBackBy), Type: TypeRolledBack, Time: d.RolledBackAt, Deploy: &d,
 		Verdict: &Verdict{DeployID: d.ID, Version: d.Version, Reason: reason}}
+}
+
+// Retracted is a provisional incident the final verdict did not confirm.
+func Retracted(inc Incident, suspects []Suspect) Event {
+	return Event{ID: ID(TypeRetracted, inc.ID), Type: TypeRetracted, Time: inc.StartedAt, Incident: &inc, Suspects: suspects}
 }

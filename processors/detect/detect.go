@@ -22,6 +22,17 @@
 // are judged in order once closed, the result is the same whatever order
 // the aggregates arrive in within the lateness and however they were split
 // across workers.
+//
+// Waiting for the watermark costs the lateness: on live data an incident
+// would open about OpenAfter minutes plus 2 minutes after it started. Early
+// gives a provisional verdict sooner, the way a stream processor fires a
+// window early on processing time and refines it when late data lands: on
+// live data (buckets that ended within the lateness of the wall clock), once
+// a bucket has been over for a short grace, it is judged on what has
+// arrived. An incident opened that way is provisional. When the watermark
+// passes its buckets, the final verdict either confirms it (same id; its
+// StartedAt corrected if late data moved it) or retracts it. Replayed
+// history never reaches Early's window, so replays stay deterministic.
 package detect
 
 import (
@@ -176,6 +187,12 @@ type Transition struct {
 	ResolvedAt  time.Time // set when Resolved
 	// Errors and Total of the buckets that opened it.
 	Errors, Total uint64
+	// Provisional marks an opening from Early: the final verdict confirms
+	// it by opening the same IncidentID or sends Retracted.
+	Provisional bool
+	// Retracted withdraws a provisional opening the final verdict did not
+	// confirm.
+	Retracted bool
 }
 
 // IncidentID derives a detected incident's id from what identifies it.
@@ -199,6 +216,8 @@ type series struct {
 	clean    int   // consecutive clean buckets while open
 	firstOK  int64
 	open     *Transition
+	early    *Transition // provisional opening not yet confirmed
+	earlyEnd int64       // last bucket the provisional opening judged
 }
 
 // Stats count what the detector saw.
@@ -274,18 +293,8 @@ func (d *Detector) Advance() []Transition {
 		return nil
 	}
 	wm := d.Watermark().Unix()
-	keys := make([][2]string, 0, len(d.series))
-	for k := range d.series {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [2]string) int {
-		if c := strings.Compare(a[1], b[1]); c != 0 {
-			return c
-		}
-		return strings.Compare(a[0], b[0])
-	})
 	var out []Transition
-	for _, k := range keys {
+	for _, k := range d.keys() {
 		s := d.series[k]
 		for s.started && s.next+60 <= wm {
 			m := s.next
@@ -300,14 +309,92 @@ func (d *Detector) Advance() []Transition {
 				} else if !ok {
 					s.next = max(s.next, wm-60)
 				}
-				continue
-			}
-			if t, ok := d.judge(k, s, m, c); ok {
+			} else if t, ok := d.judge(k, s, m, c); ok {
 				out = append(out, t)
+			}
+			// The final verdict has passed a provisional opening's buckets
+			// without opening, and no breaching run is under way: withdraw it.
+			if e := s.early; e != nil && s.open == nil && s.breach == 0 && s.next > s.earlyEnd {
+				out = append(out, Transition{IncidentID: e.IncidentID, Service: e.Service, Environment: e.Environment,
+					StartedAt: e.StartedAt, Retracted: true})
+				s.early = nil
 			}
 		}
 	}
 	return out
+}
+
+// Early judges live buckets before the watermark does: every bucket that
+// ended at least after ago (now - after) but within the lateness of now is
+// judged on the aggregates observed so far, and a series whose breaching run
+// reaches OpenAfter there opens provisionally. It changes no final state:
+// Advance later confirms or retracts each opening. Call it only when the
+// aggregates published so far have all been observed, or it judges on less
+// than what has arrived.
+func (d *Detector) Early(now time.Time, after time.Duration) []Transition {
+	if !d.seen {
+		return nil
+	}
+	until := now.Add(-after).Unix()
+	live := now.Add(-d.rules.Lateness).Unix()
+	var out []Transition
+	for _, k := range d.keys() {
+		s := d.series[k]
+		if !s.started || s.open != nil || s.early != nil {
+			continue
+		}
+		last, ok := lastBucket(s.buckets)
+		if !ok {
+			continue
+		}
+		breach, first := s.breach, s.firstBad
+		for m := s.next; m+60 <= until && m <= last; m += 60 {
+			c, has := s.buckets[m]
+			if !has || !d.breaches(c) {
+				breach = 0
+				continue
+			}
+			if breach == 0 {
+				first = m
+			}
+			if breach++; breach < d.rules.OpenAfter {
+				continue
+			}
+			if m+60 > live {
+				t := d.opening(k, s, first, m)
+				t.Provisional = true
+				s.early, s.earlyEnd = &t, m
+				out = append(out, t)
+			}
+			break // older runs are the watermark's to judge
+		}
+	}
+	return out
+}
+
+// keys returns the series keys in a fixed order (environment, service).
+func (d *Detector) keys() [][2]string {
+	keys := make([][2]string, 0, len(d.series))
+	for k := range d.series {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int {
+		if c := strings.Compare(a[1], b[1]); c != 0 {
+			return c
+		}
+		return strings.Compare(a[0], b[0])
+	})
+	return keys
+}
+
+func lastBucket(b map[int64]counts) (int64, bool) {
+	last, ok := int64(0), false
+	for m := range b {
+		if !ok || m > last {
+			last, ok = m, true
+		}
+	}
+	return last, ok
 }
 
 func nextBucket(b map[int64]counts) (int64, bool) {
@@ -342,13 +429,10 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 		if s.breach < d.rules.OpenAfter {
 			return Transition{}, false
 		}
-		start := time.Unix(s.firstBad, 0).UTC()
-		t := Transition{IncidentID: IncidentID(k[0], k[1], start), Service: k[0], Environment: k[1], StartedAt: start}
-		for mm := s.firstBad; mm <= m; mm += 60 {
-			for _, vm := range s.versions {
-				t.Errors += vm[mm].errors + vm[mm].failed
-				t.Total += vm[mm].total + vm[mm].requests
-			}
+		t := d.opening(k, s, s.firstBad, m)
+		if s.early != nil {
+			// Confirms the provisional opening, under its id.
+			t.IncidentID, s.early = s.early.IncidentID, nil
 		}
 		s.open, s.breach, s.clean = &t, 0, 0
 		return t, true
@@ -368,6 +452,19 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 	t.Resolved, t.ResolvedAt = true, time.Unix(s.firstOK, 0).UTC()
 	s.open, s.clean = nil, 0
 	return t, true
+}
+
+// opening is the incident a breaching run from first to last opens.
+func (d *Detector) opening(k [2]string, s *series, first, last int64) Transition {
+	start := time.Unix(first, 0).UTC()
+	t := Transition{IncidentID: IncidentID(k[0], k[1], start), Service: k[0], Environment: k[1], StartedAt: start}
+	for m := first; m <= last; m += 60 {
+		for _, vm := range s.versions {
+			t.Errors += vm[m].errors + vm[m].failed
+			t.Total += vm[m].total + vm[m].requests
+		}
+	}
+	return t
 }
 
 // VersionCounts returns, per version, the records and errors of a service

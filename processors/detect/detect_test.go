@@ -232,3 +232,85 @@ func TestDeltasAndMetricRule(t *testing.T) {
 		t.Fatalf("metric rule: %+v", tr)
 	}
 }
+
+// TestEarly covers provisional openings on live data and what the final
+// verdict does with them.
+func TestEarly(t *testing.T) {
+	clean, bad := te{200, 0}, te{200, 60}
+	min := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+	type step struct {
+		aggs  []Aggregate
+		early time.Time // when set, call Early(early, 10s) after observing
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  []Transition // without Errors/Total
+	}{
+		{
+			name: "opens early, then confirmed under the same id",
+			steps: []step{
+				{aggs: profileOf("checkout", 0, cat(repeat(8, clean), repeat(2, bad))), early: min(10).Add(12 * time.Second)},
+				{aggs: profileOf("checkout", 10, repeat(2, bad))},
+			},
+			want: []Transition{
+				{IncidentID: IncidentID("checkout", "production", min(8)), StartedAt: min(8), Provisional: true},
+				{IncidentID: IncidentID("checkout", "production", min(8)), StartedAt: min(8)},
+			},
+		},
+		{
+			name: "not before the grace has passed",
+			steps: []step{
+				{aggs: profileOf("checkout", 0, cat(repeat(8, clean), repeat(2, bad))), early: min(10).Add(5 * time.Second)},
+			},
+		},
+		{
+			name: "history is the watermark's alone",
+			steps: []step{
+				{aggs: profileOf("checkout", 0, cat(repeat(8, clean), repeat(2, bad))), early: min(30)},
+			},
+		},
+		{
+			name: "retracted when late records dilute the second bucket",
+			steps: []step{
+				{aggs: profileOf("checkout", 0, cat(repeat(8, clean), repeat(2, bad))), early: min(10).Add(12 * time.Second)},
+				{aggs: append(profileOf("checkout", 9, []te{{5000, 0}}), profileOf("checkout", 10, repeat(3, clean))...)},
+			},
+			want: []Transition{
+				{IncidentID: IncidentID("checkout", "production", min(8)), StartedAt: min(8), Provisional: true},
+				{IncidentID: IncidentID("checkout", "production", min(8)), StartedAt: min(8), Retracted: true},
+			},
+		},
+		{
+			name: "late records move StartedAt, the id stays",
+			steps: []step{
+				{aggs: profileOf("checkout", 0, cat(repeat(8, clean), repeat(2, bad))), early: min(10).Add(12 * time.Second)},
+				{aggs: append(profileOf("checkout", 8, []te{{5000, 0}}), profileOf("checkout", 10, repeat(3, bad))...)},
+			},
+			want: []Transition{
+				{IncidentID: IncidentID("checkout", "production", min(8)), StartedAt: min(8), Provisional: true},
+				{IncidentID: IncidentID("checkout", "production", min(8)), StartedAt: min(9)},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDetector(DefaultRules())
+			var got []Transition
+			for _, st := range tc.steps {
+				for _, a := range st.aggs {
+					d.Observe(a)
+				}
+				got = append(got, d.Advance()...)
+				if !st.early.IsZero() {
+					got = append(got, d.Early(st.early, 10*time.Second)...)
+				}
+			}
+			for i := range got {
+				got[i].Errors, got[i].Total, got[i].Service, got[i].Environment = 0, 0, "", ""
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("transitions:\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -78,3 +78,19 @@ func (w *EventsWriter) Write(ctx context.Context, ds []correlate.DeployRow, is [
 	}
 	return nil
 }
+
+// Retract deletes incidents and their suspects (lightweight DELETE: the
+// rows vanish from queries at once, and from disk at the next merge).
+// Retractions are rare: they undo a provisional verdict that late data
+// overturned.
+func (w *EventsWriter) Retract(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	for _, table := range []string{"incidents", "incident_suspects"} {
+		if err := w.conn.Exec(ctx, "DELETE FROM "+table+" WHERE has(?, IncidentId)", ids); err != nil {
+			return fmt.Errorf("retract incidents from %s: %w", table, err)
+		}
+	}
+	return nil
+}

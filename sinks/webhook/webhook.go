@@ -270,6 +270,10 @@ func slack(ev *alert.Event, now time.Time) map[string]any {
 		if i.RestoredByDeployID != "" {
 			text += fmt.Sprintf(" by deploy %s", i.RestoredByDeployID)
 		}
+	case alert.TypeRetracted:
+		i := ev.Incident
+		title = fmt.Sprintf(":information_source: %s in %s: incident withdrawn", i.Service, i.Environment)
+		text = fmt.Sprintf("*Incident* %s, reported provisionally for %s, did not hold once late data arrived", i.ID, i.StartedAt.Format(time.RFC3339))
 	case alert.TypeRolledBack:
 		d := ev.Deploy
 		title = fmt.Sprintf(":leftwards_arrow_with_hook: %s %s rolled back in %s", d.Service, d.Version, d.Environment)
