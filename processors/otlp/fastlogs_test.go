@@ -2,6 +2,8 @@ package otlp
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -67,19 +69,61 @@ func mapBody() []byte {
 	return b
 }
 
+// goldenScalarLogs is testdata/golden/logs.otlp.json as protobuf without
+// its array and map values, which send a request to pdata, so the wire
+// walker decodes it on its own.
+func goldenScalarLogs(t testing.TB) []byte {
+	j, err := os.ReadFile(filepath.Join("testdata", "golden", "logs.otlp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := plogotlp.NewExportRequest()
+	if err := r.UnmarshalJSON(j); err != nil {
+		t.Fatal(err)
+	}
+	nested := func(_ string, v pcommon.Value) bool {
+		return v.Type() == pcommon.ValueTypeSlice || v.Type() == pcommon.ValueTypeMap
+	}
+	for _, rl := range r.Logs().ResourceLogs().All() {
+		rl.Resource().Attributes().RemoveIf(nested)
+		for _, sl := range rl.ScopeLogs().All() {
+			sl.Scope().Attributes().RemoveIf(nested)
+			for _, lr := range sl.LogRecords().All() {
+				lr.Attributes().RemoveIf(nested)
+				if nested("", lr.Body()) {
+					lr.Body().SetStr("was nested")
+				}
+			}
+		}
+	}
+	p, err := r.MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestWireWalkerMatchesPdata(t *testing.T) {
-	for name, p := range map[string][]byte{
-		"realistic": otlptest.LogsRequest("w", 200),
-		"awkward":   awkwardLogs(),
-		"map body":  mapBody(), // falls back to pdata
-		"empty":     nil,
+	for _, tc := range []struct {
+		name  string
+		p     []byte
+		walks bool // the wire walker decodes it without falling back
+	}{
+		{"realistic", otlptest.LogsRequest("w", 200), true},
+		{"awkward", awkwardLogs(), true},
+		{"golden input, scalar values", goldenScalarLogs(t), true},
+		{"map body", mapBody(), false},
+		{"empty", nil, true},
 	} {
-		fast, ref, fe, re := decodeBoth(t, p)
+		if _, err := NewBatch().appendLogsProto(tc.p); (err == nil) != tc.walks {
+			t.Errorf("%s: wire walker returned %v, want it to decode on its own: %v", tc.name, err, tc.walks)
+		}
+		fast, ref, fe, re := decodeBoth(t, tc.p)
 		if (fe == nil) != (re == nil) {
-			t.Fatalf("%s: errors differ: %v vs %v", name, fe, re)
+			t.Fatalf("%s: errors differ: %v vs %v", tc.name, fe, re)
 		}
 		if !reflect.DeepEqual(fast.Logs, ref.Logs) {
-			t.Fatalf("%s: rows differ\nwire:  %+v\npdata: %+v", name, fast.Logs, ref.Logs)
+			t.Fatalf("%s: rows differ\nwire:  %+v\npdata: %+v", tc.name, fast.Logs, ref.Logs)
 		}
 	}
 }
