@@ -8,12 +8,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/faultline-dev/faultline/processors/otlp"
 	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
@@ -28,9 +30,16 @@ func golden(t *testing.T, name string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", name)
+	goldenFile(t, filepath.Join("testdata", "golden", name), append(got, '\n'))
+}
+
+// goldenFile compares got with the file at path, or with -update writes it.
+func goldenFile(t *testing.T, path string, got []byte) {
+	t.Helper()
 	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -40,9 +49,22 @@ func golden(t *testing.T, name string, v any) {
 	if err != nil {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; run go test -update and review the diff\ngot:\n%s", name, got)
+	if bytes.Equal(got, want) {
+		return
 	}
+	g, w := bytes.Split(got, []byte("\n")), bytes.Split(want, []byte("\n"))
+	i := 0
+	for i < len(g) && i < len(w) && bytes.Equal(g[i], w[i]) {
+		i++
+	}
+	line := func(l [][]byte) []byte {
+		if i < len(l) {
+			return l[i][:min(len(l[i]), 200)]
+		}
+		return nil
+	}
+	t.Errorf("%s differs from what the test makes, first at line %d; run go test -update and review the diff\ngot:  %s\nwant: %s",
+		path, i+1, line(g), line(w))
 }
 
 // nanSafe makes NaN and Inf representable in JSON golden files.
@@ -50,58 +72,144 @@ type nanSafe float64
 
 func (f nanSafe) MarshalJSON() ([]byte, error) {
 	v := float64(f)
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return json.Marshal(fmtFloat(v))
+	switch {
+	case math.IsNaN(v):
+		return json.Marshal("NaN")
+	case math.IsInf(v, 1):
+		return json.Marshal("+Inf")
+	case math.IsInf(v, -1):
+		return json.Marshal("-Inf")
 	}
 	return json.Marshal(v)
 }
 
-func fmtFloat(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
+// view makes a batch's columns JSON for golden files: structs become
+// objects of their exported fields, floats may be NaN or infinite, and
+// byte columns are numbers rather than base64.
+func view(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Pointer:
+		return view(v.Elem())
+	case reflect.Struct:
+		m := map[string]any{}
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			switch {
+			case !f.IsExported():
+			case f.Anonymous: // embedded columns, as encoding/json flattens them
+				for k, x := range view(v.Field(i)).(map[string]any) {
+					m[k] = x
+				}
+			default:
+				m[f.Name] = view(v.Field(i))
+			}
+		}
+		return m
+	case reflect.Slice:
+		s := make([]any, v.Len())
+		for i := range s {
+			s[i] = view(v.Index(i))
+		}
+		return s
+	case reflect.Float64:
+		return nanSafe(v.Float())
+	case reflect.Uint8:
+		return v.Uint()
 	}
-	return "-Inf"
+	return v.Interface()
 }
 
-func TestLogsGolden(t *testing.T) {
-	b := otlp.NewBatch()
-	n, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, otlptest.LogsRequest("g", 3))
-	if err != nil || n != 3 {
-		t.Fatalf("Append = %d, %v", n, err)
-	}
-	golden(t, "logs.json", b.Logs)
-}
-
-func TestMetricsGoldenProtobufAndJSONAgree(t *testing.T) {
-	b := otlp.NewBatch()
-	n, err := b.Append(otlp.SignalMetrics, otlp.FormatProtobuf, otlptest.MetricsRequest())
-	if err != nil || n != 7 {
-		t.Fatalf("Append = %d, %v; want 7 points", n, err)
-	}
-	j := otlp.NewBatch()
-	if _, err := j.Append(otlp.SignalMetrics, otlp.FormatAuto, otlptest.MetricsJSON()); err != nil {
+// rowsJSON is every row of b as JSON. An empty column reads the same
+// whether its slice is nil or not.
+func rowsJSON(t *testing.T, b *otlp.Batch) []byte {
+	t.Helper()
+	j, err := json.Marshal(view(reflect.ValueOf(b)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	gv := make([]nanSafe, len(b.Gauge.Value))
-	for i, v := range b.Gauge.Value {
-		gv[i] = nanSafe(v)
+	return j
+}
+
+// TestGolden decodes each OTLP/JSON request in testdata/golden (one per
+// table: attributes of every value type, exemplars, flags, empty and
+// missing fields), and the same request as protobuf, and compares the rows
+// with the golden file beside it. go test -update rewrites the golden rows
+// from the inputs.
+func TestGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  otlp.Signal
+		rows func(*otlp.Batch) any
+	}{
+		{"logs", otlp.SignalLogs, func(b *otlp.Batch) any { return &b.Logs }},
+		{"gauge", otlp.SignalMetrics, func(b *otlp.Batch) any { return &b.Gauge }},
+		{"sum", otlp.SignalMetrics, func(b *otlp.Batch) any { return &b.Sum }},
+		{"histogram", otlp.SignalMetrics, func(b *otlp.Batch) any { return &b.Histogram }},
+		{"exponential_histogram", otlp.SignalMetrics, func(b *otlp.Batch) any { return &b.ExpHistogram }},
+		{"summary", otlp.SignalMetrics, func(b *otlp.Batch) any { return &b.Summary }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join("testdata", "golden", tc.name+".otlp.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pb := toProto(t, tc.sig, in)
+			var got [][]byte
+			for _, p := range [][]byte{in, pb} {
+				b := otlp.NewBatch()
+				n, err := b.Append(tc.sig, otlp.FormatAuto, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 || n != b.Records() {
+					t.Fatalf("Append = %d rows, batch holds %d; want every row in the %s table", n, b.Records(), tc.name)
+				}
+				j, err := json.MarshalIndent(view(reflect.ValueOf(tc.rows(b))), "", "  ")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got = append(got, j); n != rowCount(t, j) {
+					t.Fatalf("Append = %d rows, the %s table has %d", n, tc.name, rowCount(t, j))
+				}
+			}
+			if !bytes.Equal(got[0], got[1]) {
+				t.Fatalf("JSON and protobuf decode to different rows\nJSON:\n%s\nprotobuf:\n%s", got[0], got[1])
+			}
+			golden(t, tc.name+".rows.json", json.RawMessage(got[1]))
+		})
 	}
-	view := map[string]any{
-		"gauge": map[string]any{"common": b.Gauge.MetricCommon, "value": gv, "exemplars": b.Gauge.Exemplars},
-		"sum":   b.Sum, "histogram": b.Histogram, "exponential_histogram": b.ExpHistogram, "summary": b.Summary,
+}
+
+// toProto re-encodes an OTLP/JSON request as protobuf.
+func toProto(t *testing.T, sig otlp.Signal, j []byte) []byte {
+	t.Helper()
+	var p []byte
+	var err error
+	if sig == otlp.SignalLogs {
+		r := plogotlp.NewExportRequest()
+		if err = r.UnmarshalJSON(j); err == nil {
+			p, err = r.MarshalProto()
+		}
+	} else {
+		r := pmetricotlp.NewExportRequest()
+		if err = r.UnmarshalJSON(j); err == nil {
+			p, err = r.MarshalProto()
+		}
 	}
-	golden(t, "metrics.json", view)
-	// The JSON encoding decodes to the same rows (NaN aside, which JSON
-	// carries as a string and pdata decodes the same).
-	if len(j.Gauge.Value) != 2 || !math.IsNaN(j.Gauge.Value[1]) || j.Histogram.Len() != 2 || j.Summary.Len() != 1 || j.ExpHistogram.Len() != 1 || j.Sum.Len() != 1 {
-		t.Fatalf("JSON decode differs: %d gauges, %d histograms", len(j.Gauge.Value), j.Histogram.Len())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, want := j.Gauge.Attributes.Row(0), b.Gauge.Attributes.Row(0); len(got) != len(want) || got[3] != want[3] {
-		t.Fatalf("attributes differ between JSON and protobuf: %v vs %v", got, want)
+	return p
+}
+
+// rowCount is the length of the rows' time column.
+func rowCount(t *testing.T, rows []byte) int {
+	t.Helper()
+	var cols struct{ Timestamp, TimeUnix []json.RawMessage }
+	if err := json.Unmarshal(rows, &cols); err != nil {
+		t.Fatal(err)
 	}
+	return len(cols.Timestamp) + len(cols.TimeUnix)
 }
 
 func TestAwkwardValues(t *testing.T) {
@@ -171,24 +279,20 @@ func TestEmptyAndBadInput(t *testing.T) {
 }
 
 // FuzzAppend: no input panics, and a failed Append leaves the batch as it
-// was.
+// was. sig 0 is logs, 1 metrics; the seeds are testdata/fuzz/FuzzAppend
+// (see TestFuzzCorpus).
 func FuzzAppend(f *testing.F) {
-	f.Add(uint8(1), otlptest.LogsRequest("f", 2))
-	f.Add(uint8(2), otlptest.MetricsRequest())
-	f.Add(uint8(2), otlptest.MetricsJSON())
-	f.Add(uint8(1), []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}`))
 	f.Fuzz(func(t *testing.T, sig uint8, p []byte) {
 		b := otlp.NewBatch()
 		if _, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, otlptest.LogsRequest("base", 1)); err != nil {
 			t.Fatal(err)
 		}
 		before := b.Records()
-		snapshot, _ := json.Marshal(b)
+		snapshot := rowsJSON(t, b)
 		n, err := b.Append(otlp.Signal(sig%2+1), otlp.FormatAuto, p)
 		if err != nil {
-			after, _ := json.Marshal(b)
-			if b.Records() != before || !bytes.Equal(snapshot, after) {
-				t.Fatalf("failed Append changed the batch: %d -> %d rows", before, b.Records())
+			if after := rowsJSON(t, b); b.Records() != before || !bytes.Equal(snapshot, after) {
+				t.Fatalf("failed Append changed the batch: %d -> %d rows\nbefore: %s\nafter:  %s", before, b.Records(), snapshot, after)
 			}
 		}
 		if err == nil && b.Records() != before+n {

@@ -3,6 +3,7 @@ package clickhouse_test
 import (
 	"context"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -96,5 +97,63 @@ func TestTelemetryWriteReadBackAndDedup(t *testing.T) {
 	}
 	if len(q) != 2 || q[1] != 0.99 || math.IsNaN(q[0]) {
 		t.Errorf("summary quantiles %v", q)
+	}
+}
+
+// BenchmarkWriteLogs inserts realistic log batches (otlptest.Logs: 10
+// resource attributes, 5 log attributes, 100-byte bodies, 1000 records per
+// OTLP request, as faultline-bench sends) through TelemetryWriter into the
+// local ClickHouse: one request's rows, and a worker's default batch of
+// 50,000. Every write has a token of its own, so deduplication skips none;
+// the benchmark checks the table holds every row it wrote. CPU-us/record is
+// this process's (the client's) CPU: the server is a child process.
+func BenchmarkWriteLogs(b *testing.B) {
+	cfg := chtest.Database(b)
+	ctx := context.Background()
+	w, err := clickhouse.NewTelemetryWriter(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	const perRequest = 1000
+	writes, written := 0, 0 // over every round of every sub-benchmark
+	for _, bc := range []struct {
+		name     string
+		requests int
+	}{
+		{"rows=1000", 1},
+		{"rows=50000", 50},
+	} {
+		batch := otlp.NewBatch()
+		for i := 0; i < bc.requests; i++ {
+			if _, err := batch.Append(otlp.SignalLogs, otlp.FormatProtobuf, otlptest.LogsRequest(bc.name+"-"+strconv.Itoa(i), perRequest)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rows := batch.Records()
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := otlptest.CPUTime()
+			for i := 0; i < b.N; i++ {
+				writes++
+				if err := w.Write(ctx, batch, "bench-"+strconv.Itoa(writes)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu := otlptest.CPUTime() - cpu0
+			b.StopTimer()
+			written += b.N * rows
+			records := float64(b.N * rows)
+			b.ReportMetric(records/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/1e3/records, "CPU-us/record")
+		})
+	}
+	var stored uint64
+	if err := chtest.Conn(b, cfg).QueryRow(ctx, "SELECT count() FROM otel_logs").Scan(&stored); err != nil {
+		b.Fatal(err)
+	}
+	if stored != uint64(written) {
+		b.Fatalf("otel_logs holds %d rows, the benchmark wrote %d", stored, written)
 	}
 }
