@@ -22,6 +22,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,10 +46,14 @@ import (
 
 const perMsg = 1000
 
+// profile is where -profile writes the worker's profiles; empty: none.
+var profile string
+
 func main() {
 	records := flag.Int("records", 2_000_000, "log records through the worker")
 	gwRequests := flag.Int("gateway-requests", 500, "OTLP/HTTP requests of 1000 records through the gateway")
 	bin := flag.String("bin", "bin", "folder with faultline and faultline-clickhouse")
+	flag.StringVar(&profile, "profile", "", "write the worker's CPU profile (3 s from 1 s in) and a heap profile to `prefix`.cpu.pprof and prefix.heap.pprof")
 	live := flag.Bool("live", false, "measure detection and alert latency on live telemetry instead (about five minutes)")
 	flag.Parse()
 	if *live {
@@ -273,14 +278,33 @@ func toMap(a interface{ Row(int) [][2]string }, i int) map[string]string {
 // returns its rate, CPU per record and peak RSS in MB.
 func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.Config, records int, env ...string) (rate, cpuPerRecord, rssMB float64, err error) {
 	cmd := exec.Command(filepath.Join(bin, "faultline"), "worker")
+	admin := "127.0.0.1:0"
+	prof := profile != "" && len(env) == 0 // the first, detection-on run
+	if prof {
+		port, err := chlocal.FreePort()
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		admin = "127.0.0.1:" + strconv.Itoa(port)
+	}
 	cmd.Env = append(os.Environ(),
 		"FAULTLINE_NATS_URL="+natsURL,
 		"FAULTLINE_CLICKHOUSE_ADDR="+chAddr,
 		"FAULTLINE_CLICKHOUSE_DATABASE="+cfg.Database,
-		"FAULTLINE_ADMIN_LISTEN=127.0.0.1:0",
+		"FAULTLINE_ADMIN_LISTEN="+admin,
 		"FAULTLINE_LOG_LEVEL=warn",
 	)
 	cmd.Env = append(cmd.Env, env...)
+	if prof {
+		go func() {
+			time.Sleep(time.Second)
+			fetchProfile("http://"+admin+"/debug/pprof/profile?seconds=3", profile+".cpu.pprof")
+		}()
+		go func() {
+			time.Sleep(2500 * time.Millisecond)
+			fetchProfile("http://"+admin+"/debug/pprof/heap", profile+".heap.pprof")
+		}()
+	}
 	cmd.Stderr = os.Stderr
 	conn, err := chgo.Open(&chgo.Options{Addr: cfg.Addr, Auth: chgo.Auth{Database: cfg.Database, Username: "default"}})
 	if err != nil {
@@ -311,6 +335,23 @@ func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	return float64(records) / el.Seconds(), float64(cpu.Microseconds()) / float64(records), rss, nil
+}
+
+// fetchProfile saves a pprof endpoint's answer to a file.
+func fetchProfile(url, file string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+	}
 }
 
 // peakRSS reads a process's own high-water resident set (VmHWM) in MB. The
