@@ -79,6 +79,7 @@ func NewBatch() *Batch { return &Batch{} }
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
+	b.dec.text.reset()
 	b.Logs.reset()
 	b.Gauge.reset()
 	b.Sum.reset()

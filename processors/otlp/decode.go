@@ -16,6 +16,10 @@ type decoder struct {
 	// Generations name the resource and scope maps in the scratch above,
 	// so SharedAttrs stores each once.
 	gen, resGen, scopeGen uint32
+	// Scratch of the wire walker: the scope and record messages of the
+	// resource and scope being walked, and rendered strings.
+	scopes, records [][]byte
+	text            text
 }
 
 func (d *decoder) next() uint32 {

@@ -79,21 +79,34 @@ func str(b []byte) string {
 
 func (b *Batch) walkLogsRequest(p []byte) (int, error) {
 	n := 0
-	err := fields(p, typed(tRequest, func(num protowire.Number, _ protowire.Type, v []byte, _ uint64) error {
-		if num != 1 {
-			return nil
+	it := wire{p: p, want: &tRequest}
+	var f field
+	for it.next(&f) {
+		if f.num != 1 {
+			continue
 		}
-		k, err := b.walkResourceLogs(v)
+		k, err := b.walkResourceLogs(f.b)
+		if err != nil {
+			return 0, err
+		}
 		n += k
-		return err
-	}))
-	return n, err
+	}
+	return n, it.err()
 }
 
-// wireTypes says which wire type each known field of a message has;
-// pdata rejects a known field with another type, so the walker falls back
-// and lets pdata say so.
-type wireTypes map[protowire.Number]protowire.Type
+// wireTypes says which wire type each known field (1-15) of a message has,
+// as the type plus one (zero: unknown field); pdata rejects a known field
+// with another type, so the walker falls back and lets pdata say so. An
+// array, not a map: it is consulted for every field of every record.
+type wireTypes [16]int8
+
+func types(m map[protowire.Number]protowire.Type) wireTypes {
+	var t wireTypes
+	for n, typ := range m {
+		t[n] = int8(typ) + 1
+	}
+	return t
+}
 
 var (
 	bytesT = protowire.BytesType
@@ -101,61 +114,97 @@ var (
 	f64T   = protowire.Fixed64Type
 	f32T   = protowire.Fixed32Type
 
-	tRequest   = wireTypes{1: bytesT}
-	tResLogs   = wireTypes{1: bytesT, 2: bytesT, 3: bytesT}
-	tResource  = wireTypes{1: bytesT, 2: varT, 3: bytesT}
-	tScope     = wireTypes{1: bytesT, 2: bytesT, 3: bytesT, 4: varT}
-	tRecord    = wireTypes{1: f64T, 2: varT, 3: bytesT, 5: bytesT, 6: bytesT, 7: varT, 8: f32T, 9: bytesT, 10: bytesT, 11: f64T, 12: bytesT}
-	tKV        = wireTypes{1: bytesT, 2: bytesT}
-	tEntityRef = wireTypes{1: bytesT, 2: bytesT, 3: bytesT, 4: bytesT}
-	tAny       = wireTypes{1: bytesT, 2: varT, 3: varT, 4: f64T, 5: bytesT, 6: bytesT, 7: bytesT}
+	tRequest   = types(map[protowire.Number]protowire.Type{1: bytesT})
+	tResLogs   = types(map[protowire.Number]protowire.Type{1: bytesT, 2: bytesT, 3: bytesT})
+	tResource  = types(map[protowire.Number]protowire.Type{1: bytesT, 2: varT, 3: bytesT})
+	tScope     = types(map[protowire.Number]protowire.Type{1: bytesT, 2: bytesT, 3: bytesT, 4: varT})
+	tRecord    = types(map[protowire.Number]protowire.Type{1: f64T, 2: varT, 3: bytesT, 5: bytesT, 6: bytesT, 7: varT, 8: f32T, 9: bytesT, 10: bytesT, 11: f64T, 12: bytesT})
+	tKV        = types(map[protowire.Number]protowire.Type{1: bytesT, 2: bytesT})
+	tEntityRef = types(map[protowire.Number]protowire.Type{1: bytesT, 2: bytesT, 3: bytesT, 4: bytesT})
+	tAny       = types(map[protowire.Number]protowire.Type{1: bytesT, 2: varT, 3: varT, 4: f64T, 5: bytesT, 6: bytesT, 7: bytesT})
 )
 
-// typed wraps a field callback with the message's wire-type check.
-func typed(want wireTypes, f func(num protowire.Number, typ protowire.Type, b []byte, v uint64) error) func(protowire.Number, protowire.Type, []byte, uint64) error {
-	return func(num protowire.Number, typ protowire.Type, b []byte, v uint64) error {
-		if t, ok := want[num]; ok && t != typ {
-			return errFallback
-		}
-		return f(num, typ, b, v)
-	}
+// field is one field of a message: the bytes of a length-delimited one,
+// the raw value of a varint or fixed one.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	b   []byte
+	v   uint64
 }
 
-// fields iterates a message's fields, calling f with the bytes of
-// length-delimited fields and the raw value of varint and fixed ones.
-func fields(p []byte, f func(num protowire.Number, typ protowire.Type, b []byte, v uint64) error) error {
-	for len(p) > 0 {
-		num, typ, l := protowire.ConsumeTag(p)
-		if l < 0 {
-			return errFallback
+// wire iterates a message's fields without allocating: a loop over next
+// replaces a callback per field, which cost a closure allocation per
+// record and an indirect call per field.
+type wire struct {
+	p    []byte
+	want *wireTypes
+	bad  bool
+}
+
+// next reads the next field into f; it returns false at the end or on
+// malformed input or a known field of the wrong wire type (see err).
+func (w *wire) next(f *field) bool {
+	if len(w.p) == 0 || w.bad {
+		return false
+	}
+	var num protowire.Number
+	var typ protowire.Type
+	var l int
+	if c := w.p[0]; c < 0x80 && c >= 8 {
+		// One-byte tag: every field OTLP logs define.
+		num, typ, l = protowire.Number(c>>3), protowire.Type(c&7), 1
+	} else if num, typ, l = protowire.ConsumeTag(w.p); l < 0 {
+		w.bad = true
+		return false
+	}
+	p := w.p[l:]
+	f.num, f.typ, f.b, f.v = num, typ, nil, 0
+	switch typ {
+	case protowire.BytesType:
+		if len(p) > 0 && p[0] < 0x80 && int(p[0]) < len(p) {
+			// One-byte length: most keys, values and bodies.
+			n := int(p[0])
+			f.b, l = p[1:1+n:1+n], 1+n
+			break
 		}
-		p = p[l:]
-		var b []byte
-		var v uint64
-		switch typ {
-		case protowire.BytesType:
-			b, l = protowire.ConsumeBytes(p)
-		case protowire.VarintType:
-			v, l = protowire.ConsumeVarint(p)
-		case protowire.Fixed64Type:
-			v, l = protowire.ConsumeFixed64(p)
-		case protowire.Fixed32Type:
-			var v32 uint32
-			v32, l = protowire.ConsumeFixed32(p)
-			v = uint64(v32)
-		default:
-			// Groups: pdata rejects them; let it say so.
-			return errFallback
-		}
-		if l < 0 {
-			return errFallback
-		}
-		p = p[l:]
-		if err := f(num, typ, b, v); err != nil {
-			return err
-		}
+		f.b, l = protowire.ConsumeBytes(p)
+	case protowire.VarintType:
+		f.v, l = protowire.ConsumeVarint(p)
+	case protowire.Fixed64Type:
+		f.v, l = protowire.ConsumeFixed64(p)
+	case protowire.Fixed32Type:
+		var v32 uint32
+		v32, l = protowire.ConsumeFixed32(p)
+		f.v = uint64(v32)
+	default:
+		// Groups: pdata rejects them; let it say so.
+		l = -1
+	}
+	if l < 0 || (num < 16 && w.want[num] != 0 && w.want[num] != int8(typ)+1) {
+		w.bad = true
+		return false
+	}
+	w.p = p[l:]
+	return true
+}
+
+// err is errFallback when iteration stopped on bad input.
+func (w *wire) err() error {
+	if w.bad {
+		return errFallback
 	}
 	return nil
+}
+
+// skim checks that a message we do not keep is well formed, as pdata
+// would when decoding it.
+func skim(p []byte, want *wireTypes) error {
+	it := wire{p: p, want: want}
+	var f field
+	for it.next(&f) {
+	}
+	return it.err()
 }
 
 func (b *Batch) walkResourceLogs(p []byte) (int, error) {
@@ -164,45 +213,54 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	// wire; collect them first.
 	var resource []byte
 	var schema string
-	var scopes [][]byte
-	err := fields(p, typed(tResLogs, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		switch num {
+	scopes := d.scopes[:0]
+	it := wire{p: p, want: &tResLogs}
+	var f field
+	for it.next(&f) {
+		switch f.num {
 		case 1:
 			if resource != nil {
-				return errFallback // repeated: protobuf merges them; leave that to pdata
+				return 0, errFallback // repeated: protobuf merges them; leave that to pdata
 			}
-			resource = v
+			resource = f.b
 		case 1000:
-			return errFallback // deprecated scope logs: pdata's business
+			return 0, errFallback // deprecated scope logs: pdata's business
 		case 2:
-			scopes = append(scopes, v)
+			scopes = append(scopes, f.b)
 		case 3:
-			schema = str(v)
+			schema = str(f.b)
 		}
-		return nil
-	}))
-	if err != nil {
-		return 0, err
+	}
+	d.scopes = scopes
+	if it.bad {
+		return 0, errFallback
 	}
 	d.resKeys, d.resVals = d.resKeys[:0], d.resVals[:0]
-	if err := fields(resource, typed(tResource, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		switch num {
+	it = wire{p: resource, want: &tResource}
+	for it.next(&f) {
+		switch f.num {
 		case 1:
-			return d.keyValue(&d.resKeys, &d.resVals, v)
+			if err := d.keyValue(&d.resKeys, &d.resVals, f.b); err != nil {
+				return 0, err
+			}
 		case 3:
 			// entity_refs: not kept, but pdata decodes them, so a damaged
 			// one must fail here too.
-			return fields(v, typed(tEntityRef, func(protowire.Number, protowire.Type, []byte, uint64) error { return nil }))
+			if err := skim(f.b, &tEntityRef); err != nil {
+				return 0, err
+			}
 		}
-		return nil
-	})); err != nil {
-		return 0, err
+	}
+	if it.bad {
+		return 0, errFallback
 	}
 	d.resGen = d.next()
 	res := d.pick()
 	n := 0
-	for _, sp := range scopes {
-		k, err := b.walkScopeLogs(sp, res, schema)
+	// walkScopeLogs reuses d.records, not d.scopes: iterate a copy of the
+	// slice header, which nothing below appends to.
+	for i := 0; i < len(scopes); i++ {
+		k, err := b.walkScopeLogs(scopes[i], res, schema)
 		if err != nil {
 			return 0, err
 		}
@@ -239,37 +297,43 @@ func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema string) (int, 
 	d := &b.dec
 	var scope []byte
 	var schema string
-	var records [][]byte
-	if err := fields(p, typed(tResLogs, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		switch num {
+	records := d.records[:0]
+	it := wire{p: p, want: &tResLogs}
+	var f field
+	for it.next(&f) {
+		switch f.num {
 		case 1:
 			if scope != nil {
-				return errFallback
+				return 0, errFallback
 			}
-			scope = v
+			scope = f.b
 		case 2:
-			records = append(records, v)
+			records = append(records, f.b)
 		case 3:
-			schema = str(v)
+			schema = str(f.b)
 		}
-		return nil
-	})); err != nil {
-		return 0, err
+	}
+	d.records = records
+	if it.bad {
+		return 0, errFallback
 	}
 	var sname, sver string
 	d.scopeKeys, d.scopeVals = d.scopeKeys[:0], d.scopeVals[:0]
-	if err := fields(scope, typed(tScope, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		switch num {
+	it = wire{p: scope, want: &tScope}
+	for it.next(&f) {
+		switch f.num {
 		case 1:
-			sname = str(v)
+			sname = str(f.b)
 		case 2:
-			sver = str(v)
+			sver = str(f.b)
 		case 3:
-			return d.keyValue(&d.scopeKeys, &d.scopeVals, v)
+			if err := d.keyValue(&d.scopeKeys, &d.scopeVals, f.b); err != nil {
+				return 0, err
+			}
 		}
-		return nil
-	})); err != nil {
-		return 0, err
+	}
+	if it.bad {
+		return 0, errFallback
 	}
 	d.scopeGen = d.next()
 	r := &b.Logs
@@ -298,53 +362,56 @@ func (b *Batch) walkLogRecord(p []byte) error {
 	var flags uint64
 	var seenBody bool
 	la := &r.LogAttributes
-	err := fields(p, typed(tRecord, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
-		switch num {
+	it := wire{p: p, want: &tRecord}
+	var f field
+	for it.next(&f) {
+		switch f.num {
 		case 1:
-			ts = x
+			ts = f.v
 		case 11:
-			observed = x
+			observed = f.v
 		case 2:
-			sev = x
+			sev = f.v
 		case 3:
-			sevText = str(v)
+			sevText = str(f.b)
 		case 5:
 			if seenBody {
 				return errFallback
 			}
 			seenBody = true
-			s, err := anyString(v)
+			s, err := d.anyString(f.b)
 			if err != nil {
 				return err
 			}
 			body = s
 		case 6:
-			return d.keyValue(&la.Keys, &la.Values, v)
+			if err := d.keyValue(&la.Keys, &la.Values, f.b); err != nil {
+				return err
+			}
 		case 8:
-			flags = x
+			flags = f.v
 		case 9:
-			if len(v) != 0 && len(v) != 16 {
+			if len(f.b) != 0 && len(f.b) != 16 {
 				return errFallback // pdata rejects other lengths
 			}
 			trace = ""
-			if len(v) == 16 && !allZero(v) {
-				trace = hexString(v)
+			if len(f.b) == 16 && !allZero(f.b) {
+				trace = d.text.hex(f.b)
 			}
 		case 10:
-			if len(v) != 0 && len(v) != 8 {
+			if len(f.b) != 0 && len(f.b) != 8 {
 				return errFallback
 			}
 			span = ""
-			if len(v) == 8 && !allZero(v) {
-				span = hexString(v)
+			if len(f.b) == 8 && !allZero(f.b) {
+				span = d.text.hex(f.b)
 			}
 		case 12:
-			event = str(v)
+			event = str(f.b)
 		}
-		return nil
-	}))
-	if err != nil {
-		return err
+	}
+	if it.bad {
+		return errFallback
 	}
 	la.Offsets = append(la.Offsets, uint64(len(la.Keys)))
 	if ts == 0 {
@@ -365,16 +432,18 @@ func (b *Batch) walkLogRecord(p []byte) error {
 func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
 	var key, val string
 	var seenValue bool
-	err := fields(p, typed(tKV, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		switch num {
+	it := wire{p: p, want: &tKV}
+	var f field
+	for it.next(&f) {
+		switch f.num {
 		case 1:
-			key = str(v)
+			key = str(f.b)
 		case 2:
 			if seenValue {
 				return errFallback
 			}
 			seenValue = true
-			s, err := anyString(v)
+			s, err := d.anyString(f.b)
 			if err != nil {
 				return err
 			}
@@ -382,10 +451,9 @@ func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
 		case 3:
 			return errFallback // key_strindex: dictionary encoding, not ours
 		}
-		return nil
-	}))
-	if err != nil {
-		return err
+	}
+	if it.bad {
+		return errFallback
 	}
 	*keys = append(*keys, key)
 	*vals = append(*vals, val)
@@ -394,45 +462,52 @@ func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
 
 // anyString renders an AnyValue as valueString does; arrays and maps fall
 // back to pdata.
-func anyString(p []byte) (string, error) {
+func (d *decoder) anyString(p []byte) (string, error) {
 	var out string
-	err := fields(p, typed(tAny, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
-		switch num {
+	it := wire{p: p, want: &tAny}
+	var f field
+	for it.next(&f) {
+		switch f.num {
 		case 1:
-			out = str(v)
+			out = str(f.b)
 		case 2:
-			out = strconv.FormatBool(x != 0)
+			out = strconv.FormatBool(f.v != 0)
 		case 3:
-			out = strconv.FormatInt(int64(x), 10)
+			out = d.text.int(int64(f.v))
 		case 4:
-			out = formatDouble(math.Float64frombits(x))
+			var buf [32]byte
+			out = d.text.str(appendDouble(buf[:0], math.Float64frombits(f.v)))
 		case 7:
-			out = base64.StdEncoding.EncodeToString(v)
+			out = base64.StdEncoding.EncodeToString(f.b)
 		case 5, 6, 8:
-			return errFallback // arrays, maps, dictionary strings: pdata renders them
+			return "", errFallback // arrays, maps, dictionary strings: pdata renders them
 		}
-		return nil
-	}))
-	return out, err
+	}
+	return out, it.err()
 }
 
 // formatDouble renders a double the way pdata's AsString does (the
 // ECMAScript number-to-string rules JSON encoders follow).
 func formatDouble(f float64) string {
+	var buf [32]byte
+	return string(appendDouble(buf[:0], f))
+}
+
+// appendDouble appends formatDouble's text to b.
+func appendDouble(b []byte, f float64) []byte {
 	switch {
 	case math.IsNaN(f):
-		return "NaN"
+		return append(b, "NaN"...)
 	case math.IsInf(f, 1):
-		return "Infinity"
+		return append(b, "Infinity"...)
 	case math.IsInf(f, -1):
-		return "-Infinity"
+		return append(b, "-Infinity"...)
 	}
-	var buf [32]byte
 	format := byte('f')
 	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
 		format = 'e'
 	}
-	b := strconv.AppendFloat(buf[:0], f, format, -1, 64)
+	b = strconv.AppendFloat(b, f, format, -1, 64)
 	if format == 'e' {
 		// e-07 -> e-7
 		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
@@ -440,7 +515,7 @@ func formatDouble(f float64) string {
 			b = b[:n-1]
 		}
 	}
-	return string(b)
+	return b
 }
 
 func allZero(b []byte) bool {
@@ -454,10 +529,67 @@ func allZero(b []byte) bool {
 
 const hexDigits = "0123456789abcdef"
 
-func hexString(b []byte) string {
-	out := make([]byte, len(b)*2)
+// text holds the bytes of strings the walker renders (hex ids, integers)
+// in large chunks that are never moved, so each string costs no
+// allocation of its own. Rows alias it like they alias the payload; reset
+// reuses the chunks once the batch's rows are gone.
+type text struct {
+	chunks [][]byte
+	cur    int
+}
+
+const textChunk = 64 << 10
+
+// alloc returns n bytes of the current chunk, moving to the next one when
+// it is full.
+func (t *text) alloc(n int) []byte {
+	if len(t.chunks) == 0 {
+		t.chunks = append(t.chunks, make([]byte, 0, max(textChunk, n)))
+	}
+	c := t.chunks[t.cur]
+	if cap(c)-len(c) < n {
+		t.cur++
+		if t.cur == len(t.chunks) {
+			t.chunks = append(t.chunks, make([]byte, 0, max(textChunk, n)))
+		}
+		c = t.chunks[t.cur]
+		if cap(c) < n { // a reused chunk too small for an outsized string
+			c = make([]byte, 0, n)
+			t.chunks[t.cur] = c
+		}
+	}
+	t.chunks[t.cur] = c[:len(c)+n]
+	return c[len(c) : len(c)+n : len(c)+n]
+}
+
+func (t *text) hex(b []byte) string {
+	out := t.alloc(2 * len(b))
 	for i, c := range b {
 		out[2*i], out[2*i+1] = hexDigits[c>>4], hexDigits[c&15]
 	}
 	return unsafe.String(&out[0], len(out))
+}
+
+func (t *text) int(v int64) string {
+	var buf [20]byte
+	return t.str(strconv.AppendInt(buf[:0], v, 10))
+}
+
+// str copies b in.
+func (t *text) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	out := t.alloc(len(b))
+	copy(out, b)
+	return unsafe.String(&out[0], len(out))
+}
+
+// reset makes every chunk reusable; the strings handed out before must no
+// longer be referenced.
+func (t *text) reset() {
+	for i := range t.chunks[:min(t.cur+1, len(t.chunks))] {
+		t.chunks[i] = t.chunks[i][:0]
+	}
+	t.cur = 0
 }
