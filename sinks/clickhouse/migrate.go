@@ -101,14 +101,17 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 	return migrate(ctx, conn, &c, log)
 }
 
-func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger) error {
-	base := []string{
-		"CREATE DATABASE IF NOT EXISTS {{.DB}}{{.OnCluster}}",
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.` + migrationsTable + `{{.OnCluster}} (
+// bootstrap creates the database and the table of applied versions; it runs
+// before anything is read, on every start.
+var bootstrap = []string{
+	"CREATE DATABASE IF NOT EXISTS {{.DB}}{{.OnCluster}}",
+	`CREATE TABLE IF NOT EXISTS {{.DB}}.` + migrationsTable + `{{.OnCluster}} (
 			Version UInt32, Name String, AppliedAt DateTime64(3) DEFAULT now64(3)
 		) ENGINE = {{engine "MergeTree"}} ORDER BY Version`,
-	}
-	for _, s := range base {
+}
+
+func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger) error {
+	for _, s := range bootstrap {
 		if err := exec(ctx, conn, c, s); err != nil {
 			return fmt.Errorf("migrate: bootstrap: %w", err)
 		}
@@ -158,4 +161,31 @@ func exec(ctx context.Context, conn driver.Conn, c *Config, tmpl string) error {
 		return err
 	}
 	return nil
+}
+
+// script renders every statement Migrate runs on an empty database, in
+// order, each migration under a comment naming it: the whole schema as one
+// SQL text, for review and for the golden tests.
+func (c *Config) script() (string, error) {
+	var b strings.Builder
+	write := func(head string, stmts []string) error {
+		fmt.Fprintf(&b, "-- %s\n", head)
+		for _, s := range stmts {
+			r, err := c.render(s)
+			if err != nil {
+				return fmt.Errorf("%s: %w", head, err)
+			}
+			fmt.Fprintf(&b, "%s;\n\n", r)
+		}
+		return nil
+	}
+	if err := write("bootstrap", bootstrap); err != nil {
+		return "", err
+	}
+	for _, m := range migrations {
+		if err := write(fmt.Sprintf("%d %s", m.Version, m.Name), m.Stmts); err != nil {
+			return "", err
+		}
+	}
+	return b.String(), nil
 }
