@@ -41,6 +41,11 @@ type Config struct {
 	LocalTCPPort  int    `envconfig:"LOCAL_TCP_PORT" default:"9000" desc:"native port of the local ClickHouse"`
 	LocalHTTPPort int    `envconfig:"LOCAL_HTTP_PORT" default:"8123" desc:"HTTP port of the local ClickHouse"`
 	LocalBin      string `envconfig:"BIN" default:"bin/faultline-clickhouse" desc:"launcher binary of the local ClickHouse"`
+
+	// noCoordination renders cluster mode's Distributed tables without ON
+	// CLUSTER and over plain MergeTree: the shape a server without Keeper
+	// can run, so tests execute the Distributed DDL on the local server.
+	noCoordination bool
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

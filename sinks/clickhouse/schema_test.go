@@ -19,6 +19,8 @@ func TestSchemaGolden(t *testing.T) {
 	}{
 		{"schema_single.sql", Config{Database: "faultline"}},
 		{"schema_single_ttl.sql", Config{Database: "faultline", TTLDays: 30}},
+		{"schema_cluster.sql", Config{Database: "faultline", Cluster: "prod", TTLDays: 30}},
+		{"schema_cluster_nocoord.sql", Config{Database: "faultline", Cluster: "prod", noCoordination: true}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			got, err := tc.cfg.script()
