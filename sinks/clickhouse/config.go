@@ -31,8 +31,9 @@ type Config struct {
 	TLS           bool     `envconfig:"TLS" default:"false" desc:"connect with TLS"`
 	TLSCA         string   `envconfig:"TLS_CA" desc:"PEM file of CAs to trust (default: system roots)"`
 	TLSSkipVerify bool     `envconfig:"TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"do not verify the server certificate (testing only)"`
-	// Cluster makes the DDL ON CLUSTER with Replicated engines.
-	Cluster     string        `envconfig:"CLUSTER" desc:"cluster name: DDL runs ON CLUSTER with Replicated engines"`
+	// Cluster makes the DDL ON CLUSTER: <name>_local tables with
+	// Replicated engines under Distributed tables of the familiar names.
+	Cluster     string        `envconfig:"CLUSTER" desc:"cluster name: DDL runs ON CLUSTER, Replicated <name>_local tables under Distributed <name> tables"`
 	TTLDays     int           `envconfig:"TTL_DAYS" default:"0" desc:"delete telemetry rows older than this many days; 0 keeps them"`
 	DialTimeout time.Duration `envconfig:"DIAL_TIMEOUT" default:"5s" desc:"connect timeout"`
 	MaxConns    int           `envconfig:"MAX_CONNS" default:"8" desc:"connection pool size"`
@@ -86,6 +87,12 @@ func (c *Config) options(db string) (*clickhouse.Options, error) {
 		MaxIdleConns:    c.MaxConns,
 		ConnMaxLifetime: time.Hour,
 		Settings:        clickhouse.Settings{},
+	}
+	if c.Cluster != "" {
+		// Inserts through the Distributed tables (events, migration
+		// records) return once the shards hold the rows, so what was
+		// written is what the next query reads.
+		o.Settings["distributed_foreground_insert"] = 1
 	}
 	if c.TLS {
 		tc := &tls.Config{InsecureSkipVerify: c.TLSSkipVerify} //nolint:gosec // opt-in setting
