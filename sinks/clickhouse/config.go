@@ -1,5 +1,23 @@
 // Package clickhouse is faultline's ClickHouse sink: the connection, the
 // versioned schema migrations, and the batch writers that commit rows.
+//
+// # Clusters
+//
+// On one server every table is a plain MergeTree under its own name. With
+// Config.Cluster set, the DDL runs ON CLUSTER and each table becomes two:
+// <name>_local, with the Replicated engine, holds a shard's rows, and
+// <name> is a Distributed table over it, so queries, the DORA views and
+// Grafana use the same names in both shapes. Telemetry is sharded by
+// cityHash64(ServiceName), which keeps a service's rows on one shard;
+// deploys by cityHash64(DeployId), incidents and incident_suspects by
+// cityHash64(IncidentId), so every version of a ReplacingMergeTree row
+// lands on one shard and FINAL, which each shard applies to its own rows,
+// stays exact. schema_migrations is distributed the same way.
+//
+// Writers insert into the Distributed tables with
+// distributed_foreground_insert=1; see insertSettings for why that, and
+// not the _local tables, keeps insert_deduplication_token's exactly-once
+// across retries.
 package clickhouse
 
 import (
