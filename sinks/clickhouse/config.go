@@ -1,5 +1,23 @@
 // Package clickhouse is faultline's ClickHouse sink: the connection, the
 // versioned schema migrations, and the batch writers that commit rows.
+//
+// # Clusters
+//
+// On one server every table is a plain MergeTree under its own name. With
+// Config.Cluster set, the DDL runs ON CLUSTER and each table becomes two:
+// <name>_local, with the Replicated engine, holds a shard's rows, and
+// <name> is a Distributed table over it, so queries, the DORA views and
+// Grafana use the same names in both shapes. Telemetry is sharded by
+// cityHash64(ServiceName), which keeps a service's rows on one shard;
+// deploys by cityHash64(DeployId), incidents and incident_suspects by
+// cityHash64(IncidentId), so every version of a ReplacingMergeTree row
+// lands on one shard and FINAL, which each shard applies to its own rows,
+// stays exact. schema_migrations is distributed the same way.
+//
+// Writers insert into the Distributed tables with
+// distributed_foreground_insert=1; see insertSettings for why that, and
+// not the _local tables, keeps insert_deduplication_token's exactly-once
+// across retries.
 package clickhouse
 
 import (
@@ -31,8 +49,9 @@ type Config struct {
 	TLS           bool     `envconfig:"TLS" default:"false" desc:"connect with TLS"`
 	TLSCA         string   `envconfig:"TLS_CA" desc:"PEM file of CAs to trust (default: system roots)"`
 	TLSSkipVerify bool     `envconfig:"TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"do not verify the server certificate (testing only)"`
-	// Cluster makes the DDL ON CLUSTER with Replicated engines.
-	Cluster     string        `envconfig:"CLUSTER" desc:"cluster name: DDL runs ON CLUSTER with Replicated engines"`
+	// Cluster makes the DDL ON CLUSTER: <name>_local tables with
+	// Replicated engines under Distributed tables of the familiar names.
+	Cluster     string        `envconfig:"CLUSTER" desc:"cluster name: DDL runs ON CLUSTER, Replicated <name>_local tables under Distributed <name> tables"`
 	TTLDays     int           `envconfig:"TTL_DAYS" default:"0" desc:"delete telemetry rows older than this many days; 0 keeps them"`
 	DialTimeout time.Duration `envconfig:"DIAL_TIMEOUT" default:"5s" desc:"connect timeout"`
 	MaxConns    int           `envconfig:"MAX_CONNS" default:"8" desc:"connection pool size"`
@@ -41,6 +60,11 @@ type Config struct {
 	LocalTCPPort  int    `envconfig:"LOCAL_TCP_PORT" default:"9000" desc:"native port of the local ClickHouse"`
 	LocalHTTPPort int    `envconfig:"LOCAL_HTTP_PORT" default:"8123" desc:"HTTP port of the local ClickHouse"`
 	LocalBin      string `envconfig:"BIN" default:"bin/faultline-clickhouse" desc:"launcher binary of the local ClickHouse"`
+
+	// noCoordination renders cluster mode's Distributed tables without ON
+	// CLUSTER and over plain MergeTree: the shape a server without Keeper
+	// can run, so tests execute the Distributed DDL on the local server.
+	noCoordination bool
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -81,6 +105,12 @@ func (c *Config) options(db string) (*clickhouse.Options, error) {
 		MaxIdleConns:    c.MaxConns,
 		ConnMaxLifetime: time.Hour,
 		Settings:        clickhouse.Settings{},
+	}
+	if c.Cluster != "" {
+		// Inserts through the Distributed tables (events, migration
+		// records) return once the shards hold the rows, so what was
+		// written is what the next query reads.
+		o.Settings["distributed_foreground_insert"] = 1
 	}
 	if c.TLS {
 		tc := &tls.Config{InsecureSkipVerify: c.TLSSkipVerify} //nolint:gosec // opt-in setting

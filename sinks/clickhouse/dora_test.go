@@ -12,8 +12,9 @@ import (
 // TestDoraViews pins the view definitions of contract.md on a small,
 // hand-checked data set, including superseded row versions that only FINAL
 // collapses.
-func TestDoraViews(t *testing.T) {
-	cfg := chtest.Database(t)
+func TestDoraViews(t *testing.T) { schemas(t, testDoraViews) }
+
+func testDoraViews(t *testing.T, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn := chtest.Conn(t, cfg)

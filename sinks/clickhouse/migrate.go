@@ -13,9 +13,12 @@ import (
 
 // A Migration is one versioned step of the schema. Its statements are
 // text/templates over schemaVars, so one definition serves a single server
-// (plain MergeTree) and a cluster (ON CLUSTER, Replicated engines). Every
-// statement must be idempotent (IF NOT EXISTS, ADD COLUMN IF NOT EXISTS):
-// a crash between a statement and the version record reruns the step.
+// (plain MergeTree) and a cluster (ON CLUSTER, Replicated engines, a
+// Distributed table over each local one). A statement that renders to
+// nothing is skipped: the Distributed statements exist only on a cluster.
+// Every statement must be idempotent (IF NOT EXISTS, ADD COLUMN IF NOT
+// EXISTS): a crash between a statement and the version record reruns the
+// step.
 type Migration struct {
 	Version int
 	Name    string
@@ -41,11 +44,24 @@ type schemaVars struct {
 
 func (c *Config) vars() schemaVars {
 	v := schemaVars{DB: "`" + c.Database + "`", cfg: c}
-	if c.Cluster != "" {
+	if c.Cluster != "" && !c.noCoordination {
 		v.OnCluster = " ON CLUSTER `" + c.Cluster + "`"
 	}
 	return v
 }
+
+// localSuffix names the table that holds a shard's rows on a cluster; the
+// plain name is the Distributed table over it, so queries, views and
+// Grafana use the same names on one server and on a cluster.
+const localSuffix = "_local"
+
+// distributedStmt creates the Distributed table name over name_local on
+// every node. The sharding key must be deterministic: a retried insert has
+// to split into the same per-shard blocks as the first attempt, or the
+// shards' insert_deduplication_token checks would drop or repeat rows.
+const distributedStmt = `
+CREATE TABLE IF NOT EXISTS %[1]s.%[2]s%[3]s AS %[1]s.%[2]s` + localSuffix + `
+ENGINE = Distributed('%[4]s', '%[5]s', '%[2]s` + localSuffix + `', %[6]s)`
 
 // render expands a statement template.
 func (c *Config) render(stmt string) (string, error) {
@@ -59,10 +75,26 @@ func (c *Config) render(stmt string) (string, error) {
 			if !strings.Contains(e, "(") {
 				e += "()"
 			}
-			if c.Cluster != "" {
+			if c.Cluster != "" && !c.noCoordination {
 				e = "Replicated" + e
 			}
 			return e
+		},
+		// local names the table that stores rows: name itself on one
+		// server, name_local under a Distributed name on a cluster.
+		"local": func(name string) string {
+			if c.Cluster != "" {
+				return name + localSuffix
+			}
+			return name
+		},
+		// distributed is the statement creating the Distributed table
+		// name over name_local, sharded by key; empty on one server.
+		"distributed": func(name, key string) string {
+			if c.Cluster == "" {
+				return ""
+			}
+			return fmt.Sprintf(distributedStmt, v.DB, name, v.OnCluster, c.Cluster, c.Database, key)
 		},
 		// ttl is a TTL clause on a DateTime64 column, empty when TTL_DAYS is 0.
 		"ttl": func(col string) string {
@@ -101,14 +133,22 @@ func Migrate(ctx context.Context, c Config, log *slog.Logger) error {
 	return migrate(ctx, conn, &c, log)
 }
 
-func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger) error {
-	base := []string{
-		"CREATE DATABASE IF NOT EXISTS {{.DB}}{{.OnCluster}}",
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.` + migrationsTable + `{{.OnCluster}} (
+// bootstrap creates the database and the table of applied versions; it runs
+// before anything is read, on every start.
+// On a cluster the versions are read and recorded through a Distributed
+// table, so every faultline sees the same history whichever node it talks
+// to; a version recorded twice (two processes migrating at once) is
+// harmless because readers take DISTINCT Version.
+var bootstrap = []string{
+	"CREATE DATABASE IF NOT EXISTS {{.DB}}{{.OnCluster}}",
+	`CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "` + migrationsTable + `"}}{{.OnCluster}} (
 			Version UInt32, Name String, AppliedAt DateTime64(3) DEFAULT now64(3)
 		) ENGINE = {{engine "MergeTree"}} ORDER BY Version`,
-	}
-	for _, s := range base {
+	`{{distributed "` + migrationsTable + `" "Version"}}`,
+}
+
+func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger) error {
+	for _, s := range bootstrap {
 		if err := exec(ctx, conn, c, s); err != nil {
 			return fmt.Errorf("migrate: bootstrap: %w", err)
 		}
@@ -154,8 +194,41 @@ func exec(ctx context.Context, conn driver.Conn, c *Config, tmpl string) error {
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
+	if strings.TrimSpace(s) == "" {
+		return nil // a cluster-only statement on one server
+	}
 	if err := conn.Exec(ctx, s); err != nil {
 		return err
 	}
 	return nil
+}
+
+// script renders every statement Migrate runs on an empty database, in
+// order, each migration under a comment naming it: the whole schema as one
+// SQL text, for review and for the golden tests.
+func (c *Config) script() (string, error) {
+	var b strings.Builder
+	write := func(head string, stmts []string) error {
+		fmt.Fprintf(&b, "-- %s\n", head)
+		for _, s := range stmts {
+			r, err := c.render(s)
+			if err != nil {
+				return fmt.Errorf("%s: %w", head, err)
+			}
+			if strings.TrimSpace(r) == "" {
+				continue
+			}
+			fmt.Fprintf(&b, "%s;\n\n", r)
+		}
+		return nil
+	}
+	if err := write("bootstrap", bootstrap); err != nil {
+		return "", err
+	}
+	for _, m := range migrations {
+		if err := write(fmt.Sprintf("%d %s", m.Version, m.Name), m.Stmts); err != nil {
+			return "", err
+		}
+	}
+	return b.String(), nil
 }

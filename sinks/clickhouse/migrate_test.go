@@ -12,8 +12,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(chtest.Main(m)) }
 
-func TestMigrateIdempotent(t *testing.T) {
-	cfg := chtest.Database(t) // applies every migration once
+func TestMigrateIdempotent(t *testing.T) { schemas(t, testMigrateIdempotent) }
+
+func testMigrateIdempotent(t *testing.T, cfg clickhouse.Config) {
+	// cfg was migrated once already.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := clickhouse.Migrate(ctx, cfg, nil); err != nil {

@@ -7,7 +7,7 @@ package clickhouse
 func init() {
 	register(
 		Migration{Version: 20, Name: "deploys", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.deploys{{.OnCluster}} (
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "deploys"}}{{.OnCluster}} (
 	DeployId        String,
 	Service         LowCardinality(String),
 	Environment     LowCardinality(String),
@@ -27,9 +27,10 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.deploys{{.OnCluster}} (
 	UpdatedAt       DateTime64(9)
 ) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
 ORDER BY (Environment, Service, DeployId)
-SETTINGS non_replicated_deduplication_window = 1000`}},
+SETTINGS non_replicated_deduplication_window = 1000`,
+			`{{distributed "deploys" "cityHash64(DeployId)"}}`}},
 		Migration{Version: 21, Name: "incidents", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.incidents{{.OnCluster}} (
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "incidents"}}{{.OnCluster}} (
 	IncidentId           String,
 	Service              LowCardinality(String),
 	Environment          LowCardinality(String),
@@ -46,9 +47,10 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.incidents{{.OnCluster}} (
 	UpdatedAt            DateTime64(9)
 ) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
 ORDER BY (Environment, Service, IncidentId)
-SETTINGS non_replicated_deduplication_window = 1000`}},
+SETTINGS non_replicated_deduplication_window = 1000`,
+			`{{distributed "incidents" "cityHash64(IncidentId)"}}`}},
 		Migration{Version: 22, Name: "incident_suspects", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.incident_suspects{{.OnCluster}} (
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "incident_suspects"}}{{.OnCluster}} (
 	IncidentId  String,
 	DeployId    String,
 	Rank        UInt16,
@@ -61,7 +63,8 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.incident_suspects{{.OnCluster}} (
 	UpdatedAt   DateTime64(9)
 ) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
 ORDER BY (IncidentId, DeployId)
-SETTINGS non_replicated_deduplication_window = 1000`}},
+SETTINGS non_replicated_deduplication_window = 1000`,
+			`{{distributed "incident_suspects" "cityHash64(IncidentId)"}}`}},
 		Migration{Version: 23, Name: "dora_daily view", Stmts: []string{`
 CREATE VIEW IF NOT EXISTS {{.DB}}.dora_daily{{.OnCluster}} AS
 SELECT

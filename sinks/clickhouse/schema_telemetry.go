@@ -48,7 +48,7 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_dedup
 func init() {
 	register(
 		Migration{Version: 10, Name: "otel_logs", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.otel_logs{{.OnCluster}} (
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_logs"}}{{.OnCluster}} (
 	Timestamp          DateTime64(9) CODEC(Delta, ZSTD(1)),
 	TraceId            String CODEC(ZSTD(1)),
 	SpanId             String CODEC(ZSTD(1)),
@@ -69,19 +69,22 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.otel_logs{{.OnCluster}} (
 PARTITION BY toDate(Timestamp)
 ORDER BY (toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)
 {{ttl "Timestamp"}}
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000`}},
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000`,
+			`{{distributed "otel_logs" "cityHash64(ServiceName)"}}`}},
 		Migration{Version: 11, Name: "otel_metrics_gauge", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_gauge{{.OnCluster}} (` + metricCommonColumns + `
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_gauge"}}{{.OnCluster}} (` + metricCommonColumns + `
 	Value Float64 CODEC(ZSTD(1)),
-	Flags UInt32 CODEC(ZSTD(1)),` + exemplarsColumn + enrichmentColumns + metricTableTail}},
+	Flags UInt32 CODEC(ZSTD(1)),` + exemplarsColumn + enrichmentColumns + metricTableTail,
+			`{{distributed "otel_metrics_gauge" "cityHash64(ServiceName)"}}`}},
 		Migration{Version: 12, Name: "otel_metrics_sum", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_sum{{.OnCluster}} (` + metricCommonColumns + `
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_sum"}}{{.OnCluster}} (` + metricCommonColumns + `
 	Value Float64 CODEC(ZSTD(1)),
 	Flags UInt32 CODEC(ZSTD(1)),` + exemplarsColumn + `
 	AggregationTemporality Int32 CODEC(ZSTD(1)),
-	IsMonotonic Bool CODEC(Delta, ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+	IsMonotonic Bool CODEC(Delta, ZSTD(1)),` + enrichmentColumns + metricTableTail,
+			`{{distributed "otel_metrics_sum" "cityHash64(ServiceName)"}}`}},
 		Migration{Version: 13, Name: "otel_metrics_histogram", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_histogram{{.OnCluster}} (` + metricCommonColumns + `
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_histogram"}}{{.OnCluster}} (` + metricCommonColumns + `
 	Count UInt64 CODEC(Delta, ZSTD(1)),
 	Sum Float64 CODEC(ZSTD(1)),
 	BucketCounts Array(UInt64) CODEC(ZSTD(1)),
@@ -89,9 +92,10 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_histogram{{.OnCluster}} (` + met
 	Flags UInt32 CODEC(ZSTD(1)),
 	Min Float64 CODEC(ZSTD(1)),
 	Max Float64 CODEC(ZSTD(1)),
-	AggregationTemporality Int32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+	AggregationTemporality Int32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail,
+			`{{distributed "otel_metrics_histogram" "cityHash64(ServiceName)"}}`}},
 		Migration{Version: 14, Name: "otel_metrics_exponential_histogram", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_exponential_histogram{{.OnCluster}} (` + metricCommonColumns + `
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_exponential_histogram"}}{{.OnCluster}} (` + metricCommonColumns + `
 	Count UInt64 CODEC(Delta, ZSTD(1)),
 	Sum Float64 CODEC(ZSTD(1)),
 	Scale Int32 CODEC(ZSTD(1)),
@@ -103,15 +107,17 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_exponential_histogram{{.OnCluste
 	Flags UInt32 CODEC(ZSTD(1)),
 	Min Float64 CODEC(ZSTD(1)),
 	Max Float64 CODEC(ZSTD(1)),
-	AggregationTemporality Int32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+	AggregationTemporality Int32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail,
+			`{{distributed "otel_metrics_exponential_histogram" "cityHash64(ServiceName)"}}`}},
 		Migration{Version: 15, Name: "otel_metrics_summary", Stmts: []string{`
-CREATE TABLE IF NOT EXISTS {{.DB}}.otel_metrics_summary{{.OnCluster}} (` + metricCommonColumns + `
+CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_summary"}}{{.OnCluster}} (` + metricCommonColumns + `
 	Count UInt64 CODEC(Delta, ZSTD(1)),
 	Sum Float64 CODEC(ZSTD(1)),
 	ValueAtQuantiles Nested(
 		Quantile Float64,
 		Value Float64
 	) CODEC(ZSTD(1)),
-	Flags UInt32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail}},
+	Flags UInt32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail,
+			`{{distributed "otel_metrics_summary" "cityHash64(ServiceName)"}}`}},
 	)
 }

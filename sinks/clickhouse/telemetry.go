@@ -22,9 +22,10 @@ import (
 // Its columns are reused across writes, so a worker in steady state inserts
 // without allocating per row. One Write runs at a time.
 type TelemetryWriter struct {
-	db    string
-	pools []*chpool.Pool
-	next  atomic.Uint32
+	db       string
+	settings []ch.Setting // of every insert, after the token
+	pools    []*chpool.Pool
+	next     atomic.Uint32
 
 	mu    sync.Mutex
 	logs  logCols
@@ -49,7 +50,7 @@ func NewTelemetryWriter(ctx context.Context, c Config) (*TelemetryWriter, error)
 		}
 		tc = o.TLS
 	}
-	w := &TelemetryWriter{db: c.Database}
+	w := &TelemetryWriter{db: c.Database, settings: insertSettings(c.Cluster != "")}
 	for _, a := range c.Addr {
 		p, err := chpool.Dial(ctx, chpool.Options{
 			ClientOptions: ch.Options{
@@ -114,19 +115,44 @@ func (w *TelemetryWriter) Write(ctx context.Context, b *otlp.Batch, token string
 	return nil
 }
 
+// insertSettings are the settings of every insert besides its
+// insert_deduplication_token.
+//
+// On a cluster the writer inserts into the Distributed tables (the plain
+// names), not into the <name>_local tables of one shard, and it must do so
+// in the foreground. The Distributed table splits a block by the sharding
+// key and forwards the insert, token included, to one replica of each
+// shard; with distributed_foreground_insert the insert returns only when
+// every shard has committed its part. A retry of a failed insert, through
+// any node, splits the same rows the same way (the keys are deterministic),
+// so shards that committed their part drop it as a duplicate of the token
+// and the others store theirs: exactly once. In the background mode the
+// insert is acknowledged once queued on the receiving node's disk, so an
+// acknowledged batch can still be lost with that node, and the queue may
+// batch several inserts into one block, which defeats the token.
+// Inserting into _local tables instead would tie a batch to the shard of
+// the address it happened to use: a retry through another address would
+// land on another shard, whose deduplication log has never seen the token.
+func insertSettings(cluster bool) []ch.Setting {
+	s := []ch.Setting{
+		{Key: "insert_deduplicate", Value: "1", Important: true},
+		// This ClickHouse build enables async inserts by default; an
+		// async insert's deduplication differs, so say it every time.
+		{Key: "async_insert", Value: "0", Important: true},
+		{Key: "deduplicate_blocks_in_dependent_materialized_views", Value: "1"},
+	}
+	if cluster {
+		s = append(s, ch.Setting{Key: "distributed_foreground_insert", Value: "1", Important: true})
+	}
+	return s
+}
+
 func (w *TelemetryWriter) insert(ctx context.Context, table string, in proto.Input, token string) error {
 	p := w.pools[int(w.next.Add(1))%len(w.pools)]
 	return p.Do(ctx, ch.Query{
-		Body:  in.Into(table),
-		Input: in,
-		Settings: []ch.Setting{
-			{Key: "insert_deduplication_token", Value: token, Important: true},
-			{Key: "insert_deduplicate", Value: "1", Important: true},
-			// This ClickHouse build enables async inserts by default; an
-			// async insert's deduplication differs, so say it every time.
-			{Key: "async_insert", Value: "0", Important: true},
-			{Key: "deduplicate_blocks_in_dependent_materialized_views", Value: "1"},
-		},
+		Body:     in.Into(table),
+		Input:    in,
+		Settings: append([]ch.Setting{{Key: "insert_deduplication_token", Value: token, Important: true}}, w.settings...),
 	})
 }
 

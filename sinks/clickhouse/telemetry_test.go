@@ -13,8 +13,9 @@ import (
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
-func TestTelemetryWriteReadBackAndDedup(t *testing.T) {
-	cfg := chtest.Database(t)
+func TestTelemetryWriteReadBackAndDedup(t *testing.T) { schemas(t, testTelemetryWriteReadBackAndDedup) }
+
+func testTelemetryWriteReadBackAndDedup(t *testing.T, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	w, err := clickhouse.NewTelemetryWriter(ctx, cfg)
@@ -54,6 +55,13 @@ func TestTelemetryWriteReadBackAndDedup(t *testing.T) {
 	} {
 		if got := count("SELECT count() FROM " + table); got != want {
 			t.Errorf("%s: %d rows, want %d (two distinct tokens)", table, got, want)
+		}
+		if cfg.Cluster == "" {
+			continue
+		}
+		// The rows went through the Distributed table into the shard's.
+		if got := count("SELECT count() FROM " + table + "_local"); got != want {
+			t.Errorf("%s_local: %d rows, want %d", table, got, want)
 		}
 	}
 

@@ -130,3 +130,14 @@ func TestRestartAfterCrash(t *testing.T) {
 		t.Fatalf("after a crash: %d rows, %d restarts; want 2 and 1", n, s.Restarts())
 	}
 }
+
+func TestStartBadClusterName(t *testing.T) {
+	bin, err := chtest.Bin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = chlocal.Start(context.Background(), chlocal.Options{Bin: bin, Dir: t.TempDir(), Cluster: "a</x>"})
+	if err == nil {
+		t.Fatal("want an error for a cluster name that is not an identifier")
+	}
+}

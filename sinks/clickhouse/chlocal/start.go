@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
@@ -29,6 +31,11 @@ type Options struct {
 	// Restart brings the server back (same ports, same data) when it exits
 	// by itself, as a service manager would.
 	Restart bool
+	// Cluster, when set, defines a cluster of that name in remote_servers:
+	// one shard whose one replica is this server. Distributed tables over
+	// it then run on one machine. There is no Keeper, so ON CLUSTER DDL
+	// and Replicated engines still do not.
+	Cluster string
 }
 
 // Server is a running local ClickHouse.
@@ -38,6 +45,7 @@ type Server struct {
 
 	o         Options
 	tcp, http int
+	confDir   string // working directory holding config.xml; "" for none
 	tail      *tail
 
 	mu       sync.Mutex
@@ -77,8 +85,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 }
 
 func start(ctx context.Context, o Options) (*Server, error) {
+	// Absolute, because a cluster config changes the launcher's working
+	// directory.
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("local clickhouse: data dir: %w", err)
+	}
+	o.Dir = dir
 	s := &Server{o: o, tcp: o.TCPPort, http: o.HTTPPort, tail: &tail{}, done: make(chan struct{})}
-	var err error
 	if s.tcp == 0 {
 		if s.tcp, err = FreePort(); err != nil {
 			return nil, err
@@ -91,6 +105,11 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcp))
 	s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.http))
+	if o.Cluster != "" {
+		if s.confDir, err = writeClusterConfig(o.Dir, o.Cluster, s.tcp); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.launch(); err != nil {
 		return nil, err
 	}
@@ -108,6 +127,7 @@ func (s *Server) launch() error {
 		"-listen-host", "127.0.0.1",
 		"-tcp-port", strconv.Itoa(s.tcp),
 		"-http-port", strconv.Itoa(s.http))
+	cmd.Dir = s.confDir
 	w := io.MultiWriter(s.o.Output, s.tail)
 	cmd.Stdout, cmd.Stderr = w, w
 	// The server must not outlive its parent, even one killed with -9.
@@ -237,6 +257,38 @@ func (s *Server) Kill() error {
 	cmd := s.cmd
 	s.mu.Unlock()
 	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+}
+
+var clusterNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// writeClusterConfig writes a config.xml defining the cluster name as this
+// server alone, in a directory of its own under the data directory, and
+// returns that directory. The launcher runs clickhouse-local, which reads
+// config.xml from its working directory when no --config-file is given,
+// so the launcher binary needs no flag for it.
+func writeClusterConfig(dataDir, name string, tcpPort int) (string, error) {
+	if !clusterNameRE.MatchString(name) {
+		return "", fmt.Errorf("local clickhouse: cluster name %q is not a plain identifier", name)
+	}
+	dir := filepath.Join(dataDir, "faultline-config")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("local clickhouse: config dir: %w", err)
+	}
+	conf := fmt.Sprintf(`<clickhouse>
+	<remote_servers>
+		<%[1]s>
+			<shard>
+				<internal_replication>true</internal_replication>
+				<replica><host>127.0.0.1</host><port>%[2]d</port></replica>
+			</shard>
+		</%[1]s>
+	</remote_servers>
+</clickhouse>
+`, name, tcpPort)
+	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(conf), 0o644); err != nil {
+		return "", fmt.Errorf("local clickhouse: write cluster config: %w", err)
+	}
+	return dir, nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

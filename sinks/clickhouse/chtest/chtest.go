@@ -25,6 +25,11 @@ import (
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
 )
 
+// Cluster names the cluster the shared server defines in remote_servers:
+// one shard, one replica, the server itself. Distributed tables over it
+// work; ON CLUSTER and Replicated engines do not (no Keeper).
+const Cluster = "faultline_test"
+
 var (
 	mu     sync.Mutex
 	srv    *chlocal.Server
@@ -88,7 +93,7 @@ func Server(t testing.TB) *chlocal.Server {
 	defer cancel()
 	// Restart: a crash of the engine under a test's load (seen under kill -9
 	// of clients mid-insert) must not take every later test down with it.
-	s, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: dir, Restart: true, Output: os.Stderr})
+	s, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: dir, Restart: true, Output: os.Stderr, Cluster: Cluster})
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("chtest: start local ClickHouse (run the tests with make test, which builds %s): %v", bin, err)
@@ -114,9 +119,19 @@ func Config(t testing.TB, database string) clickhouse.Config {
 // migration, and drops it when the test ends.
 func Database(t testing.TB) clickhouse.Config {
 	t.Helper()
+	return DatabaseWith(t, nil)
+}
+
+// DatabaseWith is Database with the settings changed by mod (when not nil)
+// before migrating, for instance to migrate in cluster mode.
+func DatabaseWith(t testing.TB, mod func(*clickhouse.Config)) clickhouse.Config {
+	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	cfg := Config(t, "test_"+hex.EncodeToString(b[:]))
+	if mod != nil {
+		mod(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := clickhouse.Migrate(ctx, cfg, nil); err != nil {
