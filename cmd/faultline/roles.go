@@ -87,9 +87,14 @@ func startGateway(s *stack) error {
 }
 
 // startCorrelator runs the correlator until ctx ends.
-func startCorrelator(ctx context.Context, s *stack, g *group) {
-	c := correlator.New(s.cfg.Correlator, s.js, s.cfg.NATS, clickhouse.NewEventsWriter(s.ch), s.log.With("component", "correlator"))
+func startCorrelator(ctx context.Context, s *stack, g *group) error {
+	ew, err := clickhouse.NewEventsWriter(s.ch, s.cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	c := correlator.New(s.cfg.Correlator, s.js, s.cfg.NATS, ew, s.log.With("component", "correlator"))
 	g.Go("correlator", func() error { return c.Run(ctx) })
+	return nil
 }
 
 // startNotifier delivers alert webhooks to the configured targets, if any.

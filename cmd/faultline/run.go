@@ -220,7 +220,9 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 		}
 	}
 	if r.correlator {
-		startCorrelator(ctx, s, &g)
+		if err := startCorrelator(ctx, s, &g); err != nil {
+			return err
+		}
 		if err := startNotifier(ctx, s, &g); err != nil {
 			return err
 		}

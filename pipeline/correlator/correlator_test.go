@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
@@ -64,7 +65,7 @@ func TestStreamOrderAndGaps(t *testing.T) {
 	publishAggs(t, ns, "b1", entry(1), entry(2), entry(3))
 
 	c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond},
-		ns.JS, ns.Config, clickhouse.NewEventsWriter(conn), nil)
+		ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 
@@ -164,7 +165,7 @@ func TestEarlyVerdictRetracted(t *testing.T) {
 	send("live", live...)
 
 	c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond, EarlyAfter: time.Second},
-		ns.JS, ns.Config, clickhouse.NewEventsWriter(conn), nil)
+		ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 
@@ -225,4 +226,13 @@ func TestEarlyVerdictRetracted(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustEventsWriter(t *testing.T, conn driver.Conn, cfg clickhouse.Config) *clickhouse.EventsWriter {
+	t.Helper()
+	w, err := clickhouse.NewEventsWriter(conn, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -16,13 +16,23 @@ import (
 // FINAL. Volumes are small (one row per change), so clickhouse-go's
 // row-by-row batches are fine here.
 type EventsWriter struct {
-	conn driver.Conn
-	now  func() time.Time
+	conn    driver.Conn
+	now     func() time.Time
+	deletes []string // Retract's statements
 }
 
-// NewEventsWriter writes through conn (opened on faultline's database).
-func NewEventsWriter(conn driver.Conn) *EventsWriter {
-	return &EventsWriter{conn: conn, now: time.Now}
+// NewEventsWriter writes through conn (opened on faultline's database, as
+// c describes it: on a cluster, deletes go to the shards' local tables).
+func NewEventsWriter(conn driver.Conn, c Config) (*EventsWriter, error) {
+	w := &EventsWriter{conn: conn, now: time.Now}
+	for _, table := range []string{"incidents", "incident_suspects"} {
+		q, err := c.render(`DELETE FROM {{.DB}}.{{local "` + table + `"}}{{.OnCluster}} WHERE has(?, IncidentId)`)
+		if err != nil {
+			return nil, fmt.Errorf("events writer: %w", err)
+		}
+		w.deletes = append(w.deletes, q)
+	}
+	return w, nil
 }
 
 // Write inserts the rows, one insert per table.
@@ -87,9 +97,9 @@ func (w *EventsWriter) Retract(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	for _, table := range []string{"incidents", "incident_suspects"} {
-		if err := w.conn.Exec(ctx, "DELETE FROM "+table+" WHERE has(?, IncidentId)", ids); err != nil {
-			return fmt.Errorf("retract incidents from %s: %w", table, err)
+	for _, q := range w.deletes {
+		if err := w.conn.Exec(ctx, q, ids); err != nil {
+			return fmt.Errorf("retract incidents: %s: %w", q, err)
 		}
 	}
 	return nil

@@ -12,12 +12,16 @@ import (
 
 // TestEventsWriterRetract writes incidents with suspects, retracts one, and
 // checks that only its rows are gone, including for ids that need quoting.
-func TestEventsWriterRetract(t *testing.T) {
-	cfg := chtest.Database(t)
+func TestEventsWriterRetract(t *testing.T) { schemas(t, testEventsWriterRetract) }
+
+func testEventsWriterRetract(t *testing.T, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn := chtest.Conn(t, cfg)
-	w := clickhouse.NewEventsWriter(conn)
+	w, err := clickhouse.NewEventsWriter(conn, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	ids := []string{"det-a", "det-b", "it's"}
 	var is []correlate.IncidentRow

@@ -80,6 +80,16 @@ func (c *Config) render(stmt string) (string, error) {
 			}
 			return e
 		},
+		// replicatedWindow gives Replicated tables the same window of
+		// remembered insert tokens as plain ones (the server default is
+		// 100 inserts, too short for a worker's replay after a long
+		// outage).
+		"replicatedWindow": func() string {
+			if c.Cluster != "" && !c.noCoordination {
+				return ", replicated_deduplication_window = 1000"
+			}
+			return ""
+		},
 		// local names the table that stores rows: name itself on one
 		// server, name_local under a Distributed name on a cluster.
 		"local": func(name string) string {

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "deploys"}}{{.OnCluster}} (
 	UpdatedAt       DateTime64(9)
 ) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
 ORDER BY (Environment, Service, DeployId)
-SETTINGS non_replicated_deduplication_window = 1000`,
+SETTINGS non_replicated_deduplication_window = 1000{{replicatedWindow}}`,
 			`{{distributed "deploys" "cityHash64(DeployId)"}}`}},
 		Migration{Version: 21, Name: "incidents", Stmts: []string{`
 CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "incidents"}}{{.OnCluster}} (
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "incidents"}}{{.OnCluster}} (
 	UpdatedAt            DateTime64(9)
 ) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
 ORDER BY (Environment, Service, IncidentId)
-SETTINGS non_replicated_deduplication_window = 1000`,
+SETTINGS non_replicated_deduplication_window = 1000{{replicatedWindow}}`,
 			`{{distributed "incidents" "cityHash64(IncidentId)"}}`}},
 		Migration{Version: 22, Name: "incident_suspects", Stmts: []string{`
 CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "incident_suspects"}}{{.OnCluster}} (
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "incident_suspects"}}{{.OnCluster}} (
 	UpdatedAt   DateTime64(9)
 ) ENGINE = {{engine "ReplacingMergeTree(UpdatedAt)"}}
 ORDER BY (IncidentId, DeployId)
-SETTINGS non_replicated_deduplication_window = 1000`,
+SETTINGS non_replicated_deduplication_window = 1000{{replicatedWindow}}`,
 			`{{distributed "incident_suspects" "cityHash64(IncidentId)"}}`}},
 		Migration{Version: 23, Name: "dora_daily view", Stmts: []string{`
 CREATE VIEW IF NOT EXISTS {{.DB}}.dora_daily{{.OnCluster}} AS

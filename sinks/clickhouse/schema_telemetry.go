@@ -43,7 +43,7 @@ const metricTableTail = `
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 {{ttl "TimeUnix"}}
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000`
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000{{replicatedWindow}}`
 
 func init() {
 	register(
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_logs"}}{{.OnCluster}} (
 PARTITION BY toDate(Timestamp)
 ORDER BY (toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)
 {{ttl "Timestamp"}}
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000`,
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000{{replicatedWindow}}`,
 			`{{distributed "otel_logs" "cityHash64(ServiceName)"}}`}},
 		Migration{Version: 11, Name: "otel_metrics_gauge", Stmts: []string{`
 CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_gauge"}}{{.OnCluster}} (` + metricCommonColumns + `

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.otel_logs_local ON CLUSTER `prod` (
 PARTITION BY toDate(Timestamp)
 ORDER BY (toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)
 TTL toDateTime(Timestamp) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.otel_logs ON CLUSTER `prod` AS `faultline`.otel_logs_local
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_gauge_local ON CLUSTER `prod
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_gauge ON CLUSTER `prod` AS `faultline`.otel_metrics_gauge_local
@@ -115,7 +115,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_sum_local ON CLUSTER `prod` 
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_sum ON CLUSTER `prod` AS `faultline`.otel_metrics_sum_local
@@ -160,7 +160,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_histogram_local ON CLUSTER `
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_histogram ON CLUSTER `prod` AS `faultline`.otel_metrics_histogram_local
@@ -209,7 +209,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_exponential_histogram_local 
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_exponential_histogram ON CLUSTER `prod` AS `faultline`.otel_metrics_exponential_histogram_local
@@ -246,7 +246,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_summary_local ON CLUSTER `pr
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + toIntervalDay(30)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_summary ON CLUSTER `prod` AS `faultline`.otel_metrics_summary_local
@@ -274,7 +274,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.deploys_local ON CLUSTER `prod` (
 	UpdatedAt       DateTime64(9)
 ) ENGINE = ReplicatedReplacingMergeTree(UpdatedAt)
 ORDER BY (Environment, Service, DeployId)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.deploys ON CLUSTER `prod` AS `faultline`.deploys_local
@@ -299,7 +299,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.incidents_local ON CLUSTER `prod` (
 	UpdatedAt            DateTime64(9)
 ) ENGINE = ReplicatedReplacingMergeTree(UpdatedAt)
 ORDER BY (Environment, Service, IncidentId)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.incidents ON CLUSTER `prod` AS `faultline`.incidents_local
@@ -320,7 +320,7 @@ CREATE TABLE IF NOT EXISTS `faultline`.incident_suspects_local ON CLUSTER `prod`
 	UpdatedAt   DateTime64(9)
 ) ENGINE = ReplicatedReplacingMergeTree(UpdatedAt)
 ORDER BY (IncidentId, DeployId)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS non_replicated_deduplication_window = 1000, replicated_deduplication_window = 1000;
 
 
 CREATE TABLE IF NOT EXISTS `faultline`.incident_suspects ON CLUSTER `prod` AS `faultline`.incident_suspects_local
