@@ -102,10 +102,12 @@ func (e *exemplarCols) fill(x *otlp.Exemplars) proto.Input {
 
 // enrichCols are DeployId, DeployVersion, IncidentId.
 type enrichCols struct {
-	deployID, deployVersion, incidentID *proto.ColLowCardinality[string]
+	deployID, deployVersion, incidentID *lowCard
 }
 
-func (e *enrichCols) init() { e.deployID, e.deployVersion, e.incidentID = lc(), lc(), lc() }
+func (e *enrichCols) init() {
+	e.deployID, e.deployVersion, e.incidentID = new(lowCard), new(lowCard), new(lowCard)
+}
 
 func (e *enrichCols) fill(x *otlp.Enrichment) proto.Input {
 	e.deployID.AppendArr(x.DeployId)
@@ -120,19 +122,19 @@ func (e *enrichCols) fill(x *otlp.Enrichment) proto.Input {
 
 type logCols struct {
 	ts                                                 *proto.ColDateTime64
-	traceID, spanID, body, scopeName, eventName        *strCol
+	traceID, spanID, body, scopeName, eventName        *strs
 	flags, sevNum                                      *proto.ColUInt8
-	sevText, service, resSchema, scopeSchema, scopeVer *proto.ColLowCardinality[string]
-	resAttrs, scopeAttrs, logAttrs                     mapCol
+	sevText, service, resSchema, scopeSchema, scopeVer *lowCard
+	resAttrs, scopeAttrs, logAttrs                     *attrMap
 	enrich                                             enrichCols
 }
 
 func (c *logCols) init() {
 	c.ts = dt64()
-	c.traceID, c.spanID, c.body, c.scopeName, c.eventName = new(strCol), new(strCol), new(strCol), new(strCol), new(strCol)
+	c.traceID, c.spanID, c.body, c.scopeName, c.eventName = new(strs), new(strs), new(strs), new(strs), new(strs)
 	c.flags, c.sevNum = new(proto.ColUInt8), new(proto.ColUInt8)
-	c.sevText, c.service, c.resSchema, c.scopeSchema, c.scopeVer = lc(), lc(), lc(), lc(), lc()
-	c.resAttrs, c.scopeAttrs, c.logAttrs = newMapCol(), newMapCol(), newMapCol()
+	c.sevText, c.service, c.resSchema, c.scopeSchema, c.scopeVer = new(lowCard), new(lowCard), new(lowCard), new(lowCard), new(lowCard)
+	c.resAttrs, c.scopeAttrs, c.logAttrs = new(attrMap), new(attrMap), new(attrMap)
 	c.enrich.init()
 }
 
@@ -163,12 +165,12 @@ func (c *logCols) fill(r *otlp.LogRows) proto.Input {
 		{Name: "ServiceName", Data: c.service},
 		{Name: "Body", Data: c.body},
 		{Name: "ResourceSchemaUrl", Data: c.resSchema},
-		{Name: "ResourceAttributes", Data: c.resAttrs.m},
+		{Name: "ResourceAttributes", Data: c.resAttrs},
 		{Name: "ScopeSchemaUrl", Data: c.scopeSchema},
 		{Name: "ScopeName", Data: c.scopeName},
 		{Name: "ScopeVersion", Data: c.scopeVer},
-		{Name: "ScopeAttributes", Data: c.scopeAttrs.m},
-		{Name: "LogAttributes", Data: c.logAttrs.m},
+		{Name: "ScopeAttributes", Data: c.scopeAttrs},
+		{Name: "LogAttributes", Data: c.logAttrs},
 		{Name: "EventName", Data: c.eventName},
 	}
 	return append(in, c.enrich.fill(&r.Enrichment)...)
@@ -176,20 +178,20 @@ func (c *logCols) fill(r *otlp.LogRows) proto.Input {
 
 // metricCols are the columns every metric table has.
 type metricCols struct {
-	resAttrs, scopeAttrs, attrs                                   mapCol
-	resSchema, scopeName, scopeVer, scopeSchema, name, desc, unit *strCol
+	resAttrs, scopeAttrs, attrs                                   *attrMap
+	resSchema, scopeName, scopeVer, scopeSchema, name, desc, unit *strs
 	dropped, flags                                                *proto.ColUInt32
-	service                                                       *proto.ColLowCardinality[string]
+	service                                                       *lowCard
 	start, ts                                                     *proto.ColDateTime64
 	enrich                                                        enrichCols
 }
 
 func (c *metricCols) init() {
-	c.resAttrs, c.scopeAttrs, c.attrs = newMapCol(), newMapCol(), newMapCol()
-	c.resSchema, c.scopeName, c.scopeVer, c.scopeSchema = new(strCol), new(strCol), new(strCol), new(strCol)
-	c.name, c.desc, c.unit = new(strCol), new(strCol), new(strCol)
+	c.resAttrs, c.scopeAttrs, c.attrs = new(attrMap), new(attrMap), new(attrMap)
+	c.resSchema, c.scopeName, c.scopeVer, c.scopeSchema = new(strs), new(strs), new(strs), new(strs)
+	c.name, c.desc, c.unit = new(strs), new(strs), new(strs)
 	c.dropped, c.flags = new(proto.ColUInt32), new(proto.ColUInt32)
-	c.service = lc()
+	c.service = new(lowCard)
 	c.start, c.ts = dt64(), dt64()
 	c.enrich.init()
 }
@@ -211,18 +213,18 @@ func (c *metricCols) fill(r *otlp.MetricCommon) proto.Input {
 	appendDT64(c.ts, r.TimeUnix)
 	*c.flags = append(*c.flags, r.Flags...)
 	in := proto.Input{
-		{Name: "ResourceAttributes", Data: c.resAttrs.m},
+		{Name: "ResourceAttributes", Data: c.resAttrs},
 		{Name: "ResourceSchemaUrl", Data: c.resSchema},
 		{Name: "ScopeName", Data: c.scopeName},
 		{Name: "ScopeVersion", Data: c.scopeVer},
-		{Name: "ScopeAttributes", Data: c.scopeAttrs.m},
+		{Name: "ScopeAttributes", Data: c.scopeAttrs},
 		{Name: "ScopeDroppedAttrCount", Data: c.dropped},
 		{Name: "ScopeSchemaUrl", Data: c.scopeSchema},
 		{Name: "ServiceName", Data: c.service},
 		{Name: "MetricName", Data: c.name},
 		{Name: "MetricDescription", Data: c.desc},
 		{Name: "MetricUnit", Data: c.unit},
-		{Name: "Attributes", Data: c.attrs.m},
+		{Name: "Attributes", Data: c.attrs},
 		{Name: "StartTimeUnix", Data: c.start},
 		{Name: "TimeUnix", Data: c.ts},
 		{Name: "Flags", Data: c.flags},
