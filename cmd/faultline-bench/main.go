@@ -311,6 +311,14 @@ func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.
 		return 0, 0, 0, err
 	}
 	defer conn.Close()
+	// Let the merges of earlier runs' parts finish first: they compete
+	// for the same two cores, and would favour whichever run goes last.
+	for settle := time.Now(); time.Since(settle) < time.Minute; time.Sleep(200 * time.Millisecond) {
+		var merges uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merges").Scan(&merges); err != nil || merges == 0 {
+			break
+		}
+	}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, 0, 0, err

@@ -108,7 +108,7 @@ func New(js jetstream.JetStream, o Options) (*Worker, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Worker{o: o, js: js, log: o.Log, m: newWorkerMetrics(), pool: make(chan *otlp.Batch, 3)}
+	w := &Worker{o: o, js: js, log: o.Log, m: newWorkerMetrics(), pool: make(chan *otlp.Batch, 2)}
 	for i := 0; i < cap(w.pool); i++ {
 		w.pool <- otlp.NewBatch()
 	}
@@ -335,16 +335,41 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 	return j
 }
 
-// flusher writes batches one after another.
+// flusher writes batches one after another. Acking a written batch (a
+// round trip per message, then the ledger release) overlaps writing the
+// next one, so ClickHouse is not left idle meanwhile; the rows go back to
+// the pool as soon as they are written.
 func (w *Worker) flusher(ctx context.Context, jobs <-chan *job) {
+	acks := make(chan func(), 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range acks {
+			f()
+		}
+	}()
 	for j := range jobs {
-		w.commit(ctx, j)
-		w.putRows(j.rows)
+		finish := w.commit(ctx, j)
+		w.putRows(j.rows) // acks need only the messages
+		if finish != nil {
+			acks <- finish
+		}
+	}
+	close(acks)
+	<-done
+}
+
+// commitNow commits a batch and acks it before returning.
+func (w *Worker) commitNow(ctx context.Context, j *job) {
+	if finish := w.commit(ctx, j); finish != nil {
+		finish()
 	}
 }
 
-// commit records, writes and acks one batch.
-func (w *Worker) commit(ctx context.Context, j *job) {
+// commit records and writes one batch; it returns what acks it and
+// releases its ledger entry, or nil when there is nothing to ack (an empty
+// or split batch, or a shutdown that leaves the messages to redelivery).
+func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 	replay := j.token != ""
 	if !replay {
 		// A message held longer than half the ack wait may be redelivered
@@ -365,7 +390,7 @@ func (w *Worker) commit(ctx context.Context, j *job) {
 			w.redecode(ctx, j)
 		}
 		if len(j.items) == 0 {
-			return
+			return nil
 		}
 	}
 	seqs := make([]uint64, len(j.items))
@@ -379,7 +404,7 @@ func (w *Worker) commit(ctx context.Context, j *job) {
 	}
 	e := entry{Stream: w.o.NATS.TelemetryStream, Seqs: seqs, Since: time.Now().Unix()}
 	if err := w.retry(ctx, j, "record batch", func(ctx context.Context) error { return w.ledger.record(ctx, token, e) }); err != nil {
-		return // shutting down hard: messages will be redelivered
+		return nil // shutting down hard: messages will be redelivered
 	}
 	if w.o.Prepare != nil {
 		w.o.Prepare(j.rows)
@@ -399,10 +424,10 @@ func (w *Worker) commit(ctx context.Context, j *job) {
 	if perm != nil {
 		w.split(ctx, j, perm)
 		_ = w.ledger.release(ctx, token)
-		return
+		return nil
 	}
 	if err != nil {
-		return
+		return nil
 	}
 	w.m.insertSeconds.UpdateDuration(start)
 	if w.o.Committed != nil {
@@ -412,20 +437,23 @@ func (w *Worker) commit(ctx context.Context, j *job) {
 		}
 		slices.SortFunc(msgs, func(a, b MessageRows) int { return cmp.Compare(a.Seq, b.Seq) })
 		if err := w.retry(ctx, j, "after commit", func(ctx context.Context) error { return w.o.Committed(ctx, j.rows, token, msgs) }); err != nil {
-			return
+			return nil
 		}
 	}
 	if w.afterWrite != nil {
 		w.afterWrite()
 	}
-	all := w.ackAll(ctx, j.items)
-	if all && !replay {
-		_ = w.ledger.release(ctx, token)
+	records := j.rows.Records()
+	return func() {
+		all := w.ackAll(ctx, j.items)
+		if all && !replay {
+			_ = w.ledger.release(ctx, token)
+		}
+		w.m.batches.Inc()
+		w.m.batchRecords.Update(float64(records))
+		w.m.records.Add(records)
+		w.m.messages.Add(len(j.items))
 	}
-	w.m.batches.Inc()
-	w.m.batchRecords.Update(float64(j.rows.Records()))
-	w.m.records.Add(j.rows.Records())
-	w.m.messages.Add(len(j.items))
 }
 
 // retry runs f with exponential backoff until it succeeds, fails
@@ -512,7 +540,7 @@ func (w *Worker) split(ctx context.Context, j *job, cause error) {
 		// while the batcher fills the next batch.
 		sub := &job{rows: otlp.NewBatch(), items: append([]item(nil), part...)}
 		w.redecode(ctx, sub)
-		w.commit(ctx, sub)
+		w.commitNow(ctx, sub)
 	}
 }
 

@@ -120,6 +120,11 @@ func LoadRules(path string) (Rules, error) {
 type Aggregator struct {
 	minSeverity int32
 	m           map[Aggregate]*Aggregate // key with zero counts -> counts
+	// The previous record's key and counts: records come in runs of one
+	// resource and minute, so most skip the map (whose key hashes three
+	// strings).
+	lastKey Aggregate
+	last    *Aggregate
 }
 
 // NewAggregator counts records with severity >= minSeverity as errors.
@@ -130,10 +135,14 @@ func NewAggregator(minSeverity int32) *Aggregator {
 // AddLog counts one log record (ts in unix nanoseconds).
 func (a *Aggregator) AddLog(service, env, version string, ts int64, severity uint8) {
 	k := Aggregate{Service: service, Environment: env, Version: version, Minute: floorMinute(ts)}
-	c, ok := a.m[k]
-	if !ok {
-		c = &Aggregate{}
-		a.m[k] = c
+	c := a.last
+	if c == nil || k != a.lastKey {
+		var ok bool
+		if c, ok = a.m[k]; !ok {
+			c = &Aggregate{}
+			a.m[k] = c
+		}
+		a.lastKey, a.last = k, c
 	}
 	c.Total++
 	if int32(severity) >= a.minSeverity {
@@ -162,6 +171,7 @@ func (a *Aggregator) Flush() []Aggregate {
 		out = append(out, k)
 	}
 	clear(a.m)
+	a.last, a.lastKey = nil, Aggregate{}
 	slices.SortFunc(out, func(x, y Aggregate) int {
 		if c := strings.Compare(x.Service, y.Service); c != 0 {
 			return c

@@ -132,7 +132,18 @@ type Attrs struct {
 }
 
 func (a *Attrs) reset() {
-	a.Keys, a.Values, a.Offsets = a.Keys[:0], a.Values[:0], a.Offsets[:0]
+	empty(&a.Keys, &a.Values)
+	a.Offsets = a.Offsets[:0]
+}
+
+// empty truncates string columns and zeroes what they held: the strings
+// alias payloads, which must not stay reachable from a pooled batch's
+// spare capacity once its rows are written.
+func empty(cols ...*[]string) {
+	for _, c := range cols {
+		clear(*c)
+		*c = (*c)[:0]
+	}
 }
 
 // Row returns row i as key/value pairs (for tests and debugging).
@@ -169,7 +180,8 @@ type SharedAttrs struct {
 }
 
 func (a *SharedAttrs) reset() {
-	a.Keys, a.Values, a.From, a.To = a.Keys[:0], a.Values[:0], a.From[:0], a.To[:0]
+	empty(&a.Keys, &a.Values)
+	a.From, a.To = a.From[:0], a.To[:0]
 	a.gen, a.from, a.to = 0, 0, 0
 }
 
@@ -234,8 +246,7 @@ type Enrichment struct {
 }
 
 func (e *Enrichment) reset() {
-	e.Environment, e.ServiceVersion = e.Environment[:0], e.ServiceVersion[:0]
-	e.DeployId, e.DeployVersion, e.IncidentId = e.DeployId[:0], e.DeployVersion[:0], e.IncidentId[:0]
+	empty(&e.Environment, &e.ServiceVersion, &e.DeployId, &e.DeployVersion, &e.IncidentId)
 }
 
 func (e *Enrichment) appendRow(env, version string) {

@@ -31,10 +31,9 @@ type LogRows struct {
 func (r *LogRows) Len() int { return len(r.Timestamp) }
 
 func (r *LogRows) reset() {
-	r.Timestamp, r.TraceId, r.SpanId, r.TraceFlags = r.Timestamp[:0], r.TraceId[:0], r.SpanId[:0], r.TraceFlags[:0]
-	r.SeverityText, r.SeverityNumber, r.ServiceName, r.Body = r.SeverityText[:0], r.SeverityNumber[:0], r.ServiceName[:0], r.Body[:0]
-	r.ResourceSchemaUrl, r.ScopeSchemaUrl, r.ScopeName, r.ScopeVersion = r.ResourceSchemaUrl[:0], r.ScopeSchemaUrl[:0], r.ScopeName[:0], r.ScopeVersion[:0]
-	r.EventName = r.EventName[:0]
+	r.Timestamp, r.TraceFlags, r.SeverityNumber = r.Timestamp[:0], r.TraceFlags[:0], r.SeverityNumber[:0]
+	empty(&r.TraceId, &r.SpanId, &r.SeverityText, &r.ServiceName, &r.Body, &r.ResourceSchemaUrl, &r.ScopeSchemaUrl,
+		&r.ScopeName, &r.ScopeVersion, &r.EventName)
 	r.ResourceAttributes.reset()
 	r.ScopeAttributes.reset()
 	r.LogAttributes.reset()
