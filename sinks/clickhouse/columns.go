@@ -23,10 +23,20 @@ type strs []string
 
 func (c *strs) Type() proto.ColumnType { return proto.ColumnTypeString }
 func (c *strs) Rows() int              { return len(*c) }
-func (c *strs) Reset()                 { clear(*c); *c = (*c)[:0] }
 
-// AppendArr appends the strings themselves, not a copy of their bytes.
-func (c *strs) AppendArr(v []string) { *c = append(*c, v...) }
+// Reset drops the strings: the column may share the batch's slice.
+func (c *strs) Reset() { *c = nil }
+
+// AppendArr adds strings without copying their bytes. An empty column
+// takes the slice itself (capped, so a later append copies it instead of
+// writing into the batch's array).
+func (c *strs) AppendArr(v []string) {
+	if len(*c) == 0 {
+		*c = v[:len(v):len(v)]
+		return
+	}
+	*c = append(*c, v...)
+}
 
 func (c *strs) EncodeColumn(b *proto.Buffer) { b.Buf = appendStrs(b.Buf, *c) }
 
@@ -48,9 +58,13 @@ func appendStrs(dst []byte, ss []string) []byte {
 	return dst
 }
 
+// grow makes room for n more bytes, by a quarter more than needed: the
+// block is one buffer the size of the insert, so doubling would cost up to
+// an insert's size again in memory.
 func grow(b []byte, n int) []byte {
 	if cap(b)-len(b) < n {
-		nb := make([]byte, len(b), 2*cap(b)+n)
+		need := len(b) + n
+		nb := make([]byte, len(b), need+need/4)
 		copy(nb, b)
 		b = nb
 	}
@@ -170,11 +184,15 @@ func (c *lowCard) WriteColumn(w *proto.Writer) {
 	}
 }
 
-// attrMap is a Map(LowCardinality(String), String) column.
+// attrMap is a Map(LowCardinality(String), String) column, over either a
+// batch's per-row maps (their values and offsets taken as they are) or
+// its shared maps (values written row by row at encode time, never
+// expanded in memory).
 type attrMap struct {
 	offsets proto.ColUInt64
 	keys    lowCard
 	vals    strs
+	shared  *otlp.SharedAttrs
 	// Keys of the shared map last appended, and per position the key
 	// seen last, so repeated maps skip the dictionary lookups.
 	spanFrom, spanTo uint32
@@ -195,9 +213,10 @@ func (c *attrMap) Type() proto.ColumnType {
 func (c *attrMap) Rows() int { return len(c.offsets) }
 
 func (c *attrMap) Reset() {
-	c.offsets = c.offsets[:0]
+	c.offsets = nil
 	c.keys.Reset()
 	c.vals.Reset()
+	c.shared = nil
 	c.spanKeys = c.spanKeys[:0]
 	c.spanFrom, c.spanTo = 0, 0
 	clear(c.pos)
@@ -207,13 +226,24 @@ func (c *attrMap) Reset() {
 func (c *attrMap) Prepare() error              { return c.keys.Prepare() }
 func (c *attrMap) EncodeState(b *proto.Buffer) { c.keys.EncodeState(b) }
 
+func (c *attrMap) encodeVals(b *proto.Buffer) {
+	if c.shared == nil {
+		b.Buf = appendStrs(b.Buf, c.vals)
+		return
+	}
+	a := c.shared
+	for i := range a.From {
+		b.Buf = appendStrs(b.Buf, a.Values[a.From[i]:a.To[i]])
+	}
+}
+
 func (c *attrMap) EncodeColumn(b *proto.Buffer) {
 	if len(c.offsets) == 0 {
 		return
 	}
 	c.offsets.EncodeColumn(b)
 	c.keys.EncodeColumn(b)
-	c.vals.EncodeColumn(b)
+	c.encodeVals(b)
 }
 
 func (c *attrMap) WriteColumn(w *proto.Writer) {
@@ -222,10 +252,10 @@ func (c *attrMap) WriteColumn(w *proto.Writer) {
 	}
 	c.offsets.WriteColumn(w)
 	c.keys.WriteColumn(w)
-	c.vals.WriteColumn(w)
+	w.ChainBuffer(c.encodeVals)
 }
 
-// fill appends one map per row.
+// fill takes a batch's per-row maps; it is called once per insert.
 func (c *attrMap) fill(a *otlp.Attrs) {
 	start := 0
 	for _, end := range a.Offsets {
@@ -239,15 +269,17 @@ func (c *attrMap) fill(a *otlp.Attrs) {
 			}
 			c.keys.keys = append(c.keys.keys, p.k)
 		}
-		c.vals = append(c.vals, a.Values[start:end]...)
-		c.offsets = append(c.offsets, uint64(len(c.keys.keys)))
 		start = int(end)
 	}
+	c.vals.AppendArr(a.Values)
+	c.offsets = a.Offsets[:len(a.Offsets):len(a.Offsets)]
 }
 
-// fillShared appends rows whose maps repeat: the keys of each stored map
-// are looked up once.
+// fillShared takes rows whose maps repeat: the keys of each stored map are
+// looked up once; it is called once per insert.
 func (c *attrMap) fillShared(a *otlp.SharedAttrs) {
+	c.shared = a
+	end := uint64(0)
 	for i := range a.From {
 		from, to := a.From[i], a.To[i]
 		if from != c.spanFrom || to != c.spanTo || i == 0 {
@@ -258,7 +290,7 @@ func (c *attrMap) fillShared(a *otlp.SharedAttrs) {
 			}
 		}
 		c.keys.keys = append(c.keys.keys, c.spanKeys...)
-		c.vals = append(c.vals, a.Values[from:to]...)
-		c.offsets = append(c.offsets, uint64(len(c.keys.keys)))
+		end += uint64(to - from)
+		c.offsets = append(c.offsets, end)
 	}
 }
