@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ import (
 
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/processors/otlp"
@@ -173,6 +175,15 @@ func run(records, gwRequests int, bin string) error {
 		name: "worker CPU per record", value: fmt.Sprintf("%.2f us", wCPU),
 		baseline: "2.30 us (Collector exporter, reference.md)", ratio: fmt.Sprintf("%.2f", wCPU/2.3), note: "target <= 1.0 us",
 	})
+	// The absolute figure drifts with the machine (+-30% here from run to
+	// run); against pdata's own unmarshal of the same payloads, timed in
+	// this process now, it does not. reference.md: unmarshal 1.08 us and
+	// the Collector 2.3 us per record, so the 1.0 us target is 0.93 of it.
+	yard := unmarshalCPU(payloads[:min(len(payloads), 300)])
+	res = append(res, result{
+		name: "worker CPU per record, machine-independent", value: fmt.Sprintf("%.2f x pdata unmarshal", wCPU/yard),
+		baseline: fmt.Sprintf("pdata unmarshal %.2f us/record now", yard), ratio: fmt.Sprintf("%.2f", wCPU/yard/2.13), note: "Collector 2.13 x; target <= 0.93 x",
+	})
 	res = append(res, result{
 		name: "worker peak RSS", value: fmt.Sprintf("%.0f MB", wRSS),
 		baseline: "200 MB target", ratio: fmt.Sprintf("%.2f", wRSS/200), note: "target <= 200 MB",
@@ -202,6 +213,26 @@ func cpuNow() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// unmarshalCPU is the CPU time pdata's protobuf unmarshal takes per
+// record over payloads, the median of three passes.
+func unmarshalCPU(payloads [][]byte) float64 {
+	var us [3]float64
+	for pass := range us {
+		c0 := cpuNow()
+		n := 0
+		for _, p := range payloads {
+			ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(p)
+			if err != nil {
+				panic(err) // our own payloads
+			}
+			n += ld.LogRecordCount()
+		}
+		us[pass] = float64((cpuNow() - c0).Microseconds()) / float64(n)
+	}
+	slices.Sort(us[:])
+	return us[1]
 }
 
 func insertCeiling(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (rate, cpuPerRow float64, err error) {
