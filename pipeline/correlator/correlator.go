@@ -15,16 +15,16 @@
 package correlator
 
 import (
-	"strconv"
-
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/cespare/xxhash/v2"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/cespare/xxhash/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -100,6 +100,7 @@ type incident struct {
 // Correlator is the single owner of detection and correlation state.
 type Correlator struct {
 	cfg   Config
+	rules detect.Rules
 	ccfg  correlate.Config
 	js    jetstream.JetStream
 	nats  broker.Config
@@ -129,7 +130,13 @@ type Correlator struct {
 	rolledBack map[string]bool
 	detected   []events.Incident // detected incidents to publish on faultline.incidents
 	retracted  []string          // incident ids whose rows are to be deleted
-	rbPending  []pendingRollback // decided at flush: an alert only without an incident
+	// Provisional incidents are remembered in the sent bucket until the
+	// final verdict, so one a restart's replay no longer produces is still
+	// retracted: provKV are the pending writes, orphans those found at
+	// start.
+	provKV    []provOp
+	orphans   map[string]provisionalRecord
+	rbPending []pendingRollback // decided at flush: an alert only without an incident
 
 	mIncidents, mAggregates, mEvents, mWrites, mRetracted *metrics.Counter
 }
@@ -141,9 +148,10 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 	}
 	cc := correlate.DefaultConfig()
 	cc.Threshold = c.Threshold
+	rules := c.Rules()
 	return &Correlator{
-		cfg: c, ccfg: cc, js: js, nats: n, store: store, log: log,
-		idx: deploys.NewIndex(), det: detect.NewDetector(c.Rules()),
+		cfg: c, rules: rules, ccfg: cc, js: js, nats: n, store: store, log: log,
+		idx: deploys.NewIndex(), det: detect.NewDetector(rules),
 		incidents: map[string]*incident{}, pins: map[string]map[string]correlate.PinnedBy{},
 		dirtyDep: map[string]bool{}, dirtyInc: map[string]bool{},
 		pending: map[uint64]aggEntry{}, gapWait: c.GapWait, deltas: detect.NewDeltas(), rolledBack: map[string]bool{},
@@ -169,6 +177,9 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 	})
 	if err != nil {
 		return fmt.Errorf("alerts bucket: %w", err)
+	}
+	if err := c.loadOrphans(ctx); err != nil {
+		return err
 	}
 	evs, err := c.follow(ctx, c.nats.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject})
 	if err != nil {
@@ -200,6 +211,7 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 			if c.cfg.EarlyAfter > 0 && c.behind == 0 && len(c.pending) == 0 && len(aggs.ch) == 0 {
 				c.apply(c.det.Early(time.Now(), c.cfg.EarlyAfter))
 			}
+			c.checkOrphans()
 			c.flush(ctx)
 		}
 	}
@@ -400,6 +412,7 @@ func (c *Correlator) apply(ts []detect.Transition) {
 			c.incidents[t.IncidentID] = inc
 			c.mIncidents.Inc()
 		}
+		confirmed := inc.provisional && !t.Provisional
 		inc.started, inc.provisional = t.StartedAt, t.Provisional
 		e := events.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Status: events.StatusOpen,
 			Timestamp: t.StartedAt, Title: inc.Title, Severity: inc.Severity, Source: events.SourceDetected}
@@ -409,6 +422,103 @@ func (c *Correlator) apply(ts []detect.Transition) {
 		}
 		c.detected = append(c.detected, e)
 		c.correlate(inc)
+		switch {
+		case t.Provisional:
+			c.provKV = append(c.provKV, provOp{id: inc.ID, rec: &provisionalRecord{Incident: c.alertIncident(inc), Alerted: inc.alerted,
+				Through: t.StartedAt.Add(time.Duration(c.rules.OpenAfter) * time.Minute)}})
+		case confirmed:
+			c.provKV = append(c.provKV, provOp{id: inc.ID})
+		}
+	}
+}
+
+// provisionalRecord is what the sent bucket keeps of a provisional
+// incident until its final verdict.
+type provisionalRecord struct {
+	Incident alert.Incident `json:"incident"`
+	Alerted  bool           `json:"alerted"`
+	// Through is the end of the minutes that opened it: once the final
+	// verdict has passed it without opening the same incident, it is
+	// retracted.
+	Through time.Time `json:"through"`
+}
+
+// provOp records (rec set) or forgets a provisional incident.
+type provOp struct {
+	id  string
+	rec *provisionalRecord
+}
+
+const provPrefix = "provisional."
+
+// loadOrphans reads the provisional incidents an earlier run left
+// unconfirmed.
+func (c *Correlator) loadOrphans(ctx context.Context) error {
+	c.orphans = map[string]provisionalRecord{}
+	keys, err := c.sent.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("alerts bucket: list: %w", err)
+	}
+	defer keys.Stop()
+	for k := range keys.Keys() {
+		if !strings.HasPrefix(k, provPrefix) {
+			continue
+		}
+		e, err := c.sent.Get(ctx, k)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		var r provisionalRecord
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			c.log.Warn("skipping an unreadable provisional incident record", "key", k, "err", err)
+			continue
+		}
+		c.orphans[strings.TrimPrefix(k, provPrefix)] = r
+	}
+	return nil
+}
+
+// checkOrphans retracts provisional incidents of an earlier run that the
+// final verdict has passed without confirming.
+func (c *Correlator) checkOrphans() {
+	for id, r := range c.orphans {
+		if _, ok := c.incidents[id]; ok {
+			delete(c.orphans, id) // this run has it: the usual path decides
+			continue
+		}
+		if c.det.Watermark().Before(r.Through) {
+			continue
+		}
+		c.log.Info("provisional incident of an earlier run retracted by the final verdict", "incident", id)
+		if r.Alerted {
+			c.alerts = append(c.alerts, alert.Retracted(r.Incident, nil))
+		}
+		i := r.Incident
+		c.detected = append(c.detected, events.Incident{ID: id, Service: i.Service, Environment: i.Environment, Status: events.StatusResolved,
+			Timestamp: i.StartedAt, Title: i.Title, Severity: i.Severity, Source: events.SourceDetected})
+		c.retracted = append(c.retracted, id)
+		c.provKV = append(c.provKV, provOp{id: id})
+		c.mRetracted.Inc()
+		delete(c.orphans, id)
+	}
+}
+
+// saveProvisional applies the pending provisional records to the bucket.
+func (c *Correlator) saveProvisional(ctx context.Context) {
+	for len(c.provKV) > 0 {
+		op := c.provKV[0]
+		var err error
+		if op.rec != nil {
+			b, _ := json.Marshal(op.rec)
+			_, err = c.sent.Put(ctx, provPrefix+op.id, b)
+		} else {
+			err = c.sent.Purge(ctx, provPrefix+op.id)
+		}
+		if err != nil {
+			c.log.Warn("recording a provisional incident failed; will retry", "incident", op.id, "err", err)
+			return
+		}
+		c.provKV = c.provKV[1:]
 	}
 }
 
@@ -431,6 +541,7 @@ func (c *Correlator) retract(inc *incident) {
 	delete(c.incidents, inc.ID)
 	delete(c.dirtyInc, inc.ID)
 	c.retracted = append(c.retracted, inc.ID)
+	c.provKV = append(c.provKV, provOp{id: inc.ID})
 	c.mRetracted.Inc()
 }
 
@@ -482,11 +593,15 @@ func (c *Correlator) flush(ctx context.Context) {
 		err := c.store.Retract(wctx, c.retracted)
 		cancel()
 		if err != nil {
+			// Everything waits: a provisional record must outlive its rows.
 			c.log.Warn("deleting retracted incidents failed; will retry", "err", err)
-		} else {
-			c.retracted = c.retracted[:0]
+			return
 		}
+		c.retracted = c.retracted[:0]
 	}
+	// Before the rows: a provisional incident is recorded before its rows
+	// exist, so a crash leaves no unrecorded provisional rows behind.
+	c.saveProvisional(ctx)
 	if len(c.dirtyDep) == 0 && len(c.dirtyInc) == 0 {
 		c.raiseRollbacks()
 		c.publishDetected(ctx)
@@ -533,7 +648,7 @@ func (c *Correlator) raiseRollbacks() {
 	// has seen past the rollback: an incident that started while the
 	// deploy was live opens within OpenAfter minutes of its start, and its
 	// alerts tell the story better.
-	wait := time.Duration(c.cfg.Rules().OpenAfter+1) * time.Minute
+	wait := time.Duration(c.rules.OpenAfter+1) * time.Minute
 	keep := c.rbPending[:0]
 	for _, p := range c.rbPending {
 		rb := p.Rollback

@@ -122,6 +122,13 @@ func TestStreamOrderAndGaps(t *testing.T) {
 // late records then dilute that minute, and the final verdict withdraws it
 // everywhere: rows, change failure, and a retraction alert.
 func TestEarlyVerdictRetracted(t *testing.T) {
+	t.Run("live", func(t *testing.T) { testEarlyVerdictRetracted(t, false) })
+	// A restart between the provisional opening and the final verdict:
+	// the replay never opens it, the sent bucket still retracts it.
+	t.Run("across a restart", func(t *testing.T) { testEarlyVerdictRetracted(t, true) })
+}
+
+func testEarlyVerdictRetracted(t *testing.T, restart bool) {
 	ns := natstest.Start(t)
 	cfg := chtest.Database(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -188,6 +195,21 @@ func TestEarlyVerdictRetracted(t *testing.T) {
 		}
 	}
 	waitFor("the provisional incident, pinned on v2", func() bool { n, f := state(); return n == 1 && f })
+
+	if restart {
+		// The correlator goes away before the final verdict and comes
+		// back after the live window: only the bucket remembers the
+		// provisional incident.
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
+		c = New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond},
+			ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
+		go func() { done <- c.Run(ctx) }()
+	}
 
 	// Late records dilute minute L-1 below 5%; later minutes move the
 	// watermark past it.
