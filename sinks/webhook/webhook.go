@@ -241,11 +241,24 @@ func (c *Client) Deliver(ctx context.Context, t *Target, ev *alert.Event) error 
 	e := &Error{Status: resp.StatusCode, Err: fmt.Errorf("%s", bytes.TrimSpace(msg))}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		e.Retryable = true
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-			e.RetryAfter = time.Duration(s) * time.Second
-		}
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
 	}
 	return e
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP-date
+// (RFC 9110 10.2.3); zero when absent, unreadable or already past.
+func retryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(h); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // slack renders an incoming-webhook message with Block Kit.

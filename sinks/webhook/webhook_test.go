@@ -77,3 +77,24 @@ func TestWants(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		h    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"7", 7 * time.Second},
+		{"0", 0},
+		{"-3", 0},
+		{"Tue, 24 Nov 2026 12:01:30 GMT", 90 * time.Second},
+		{"Tuesday, 24-Nov-26 12:00:10 GMT", 10 * time.Second}, // RFC 850, still accepted
+		{"Tue, 24 Nov 2026 11:59:00 GMT", 0},                  // past
+		{"soon", 0},
+	} {
+		if got := retryAfter(tc.h, now); got != tc.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tc.h, got, tc.want)
+		}
+	}
+}
