@@ -103,4 +103,21 @@ func TestColumnsRoundTrip(t *testing.T) {
 	if i != n {
 		t.Fatalf("%d rows, want %d", i, n)
 	}
+	// The insert went in several blocks; the server squashed them into one
+	// part, which the deduplication token names as a whole.
+	var parts uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = 'otel_logs' AND active", cfg.Database).Scan(&parts); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 1 {
+		t.Errorf("%d parts from one insert, want 1", parts)
+	}
+	// Writing it again with the same token stores nothing.
+	if err := w.Write(ctx, b, "columns"); err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM otel_logs").Scan(&total); err != nil || total != n {
+		t.Fatalf("after a repeated write: %d rows (%v), want %d", total, err, n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -27,13 +28,14 @@ type TelemetryWriter struct {
 	pools    []*chpool.Pool
 	next     atomic.Uint32
 
-	mu    sync.Mutex
-	logs  logCols
-	gauge gaugeCols
-	sum   sumCols
-	hist  histCols
-	exp   expCols
-	summ  summaryCols
+	mu      sync.Mutex
+	offsets []uint64 // rebased log attribute offsets of the current block
+	logs    logCols
+	gauge   gaugeCols
+	sum     sumCols
+	hist    histCols
+	exp     expCols
+	summ    summaryCols
 }
 
 // NewTelemetryWriter connects to every configured address (inserts rotate
@@ -92,21 +94,45 @@ func (w *TelemetryWriter) Write(ctx context.Context, b *otlp.Batch, token string
 		table string
 		n     int
 		fill  func() proto.Input
+		more  func(context.Context) error // the next block, io.EOF after the last
+	}
+	// Logs go in blocks of blockRows, each filled once the one before is
+	// sent: a block is encoded whole in memory, so one block for a 50k-row
+	// batch held another ~25 MB. ClickHouse squashes the blocks of one
+	// insert into one part (min_insert_block_size_rows), so the token
+	// still names the whole insert; a server set not to squash gets one
+	// part per block, tokens suffixed by block number, and the same split
+	// on every retry.
+	var logs proto.Input
+	next := 0
+	fillLogs := func() proto.Input {
+		to := min(b.Logs.Len(), next+blockRows)
+		v := logsView(&b.Logs, next, to, &w.offsets)
+		next = to
+		return w.logs.fill(&v)
+	}
+	moreLogs := func(context.Context) error {
+		logs.Reset()
+		if next >= b.Logs.Len() {
+			return io.EOF
+		}
+		fillLogs()
+		return nil
 	}
 	parts := []part{
-		{"otel_logs", b.Logs.Len(), func() proto.Input { return w.logs.fill(&b.Logs) }},
-		{"otel_metrics_gauge", b.Gauge.Len(), func() proto.Input { return w.gauge.fill(&b.Gauge) }},
-		{"otel_metrics_sum", b.Sum.Len(), func() proto.Input { return w.sum.fill(&b.Sum) }},
-		{"otel_metrics_histogram", b.Histogram.Len(), func() proto.Input { return w.hist.fill(&b.Histogram) }},
-		{"otel_metrics_exponential_histogram", b.ExpHistogram.Len(), func() proto.Input { return w.exp.fill(&b.ExpHistogram) }},
-		{"otel_metrics_summary", b.Summary.Len(), func() proto.Input { return w.summ.fill(&b.Summary) }},
+		{"otel_logs", b.Logs.Len(), func() proto.Input { logs = fillLogs(); return logs }, moreLogs},
+		{"otel_metrics_gauge", b.Gauge.Len(), func() proto.Input { return w.gauge.fill(&b.Gauge) }, nil},
+		{"otel_metrics_sum", b.Sum.Len(), func() proto.Input { return w.sum.fill(&b.Sum) }, nil},
+		{"otel_metrics_histogram", b.Histogram.Len(), func() proto.Input { return w.hist.fill(&b.Histogram) }, nil},
+		{"otel_metrics_exponential_histogram", b.ExpHistogram.Len(), func() proto.Input { return w.exp.fill(&b.ExpHistogram) }, nil},
+		{"otel_metrics_summary", b.Summary.Len(), func() proto.Input { return w.summ.fill(&b.Summary) }, nil},
 	}
 	for _, p := range parts {
 		if p.n == 0 {
 			continue
 		}
 		in := p.fill()
-		err := w.insert(ctx, p.table, in, token+"/"+p.table)
+		err := w.insert(ctx, p.table, in, p.more, token+"/"+p.table)
 		in.Reset()
 		if err != nil {
 			return fmt.Errorf("insert %d rows into %s: %w", p.n, p.table, err)
@@ -147,11 +173,12 @@ func insertSettings(cluster bool) []ch.Setting {
 	return s
 }
 
-func (w *TelemetryWriter) insert(ctx context.Context, table string, in proto.Input, token string) error {
+func (w *TelemetryWriter) insert(ctx context.Context, table string, in proto.Input, more func(context.Context) error, token string) error {
 	p := w.pools[int(w.next.Add(1))%len(w.pools)]
 	return p.Do(ctx, ch.Query{
 		Body:     in.Into(table),
 		Input:    in,
+		OnInput:  more,
 		Settings: append([]ch.Setting{{Key: "insert_deduplication_token", Value: token, Important: true}}, w.settings...),
 	})
 }
@@ -190,4 +217,42 @@ func permanentCode(c int32) bool {
 		return true
 	}
 	return false
+}
+
+// blockRows is the most rows of one block of a logs insert.
+const blockRows = 10_000
+
+// logsView is rows [from, to) of r, sharing its memory; the log attribute
+// offsets, which count from the first row, are rebased into *offs.
+func logsView(r *otlp.LogRows, from, to int, offs *[]uint64) otlp.LogRows {
+	v := otlp.LogRows{
+		Timestamp: r.Timestamp[from:to], TraceId: r.TraceId[from:to], SpanId: r.SpanId[from:to], TraceFlags: r.TraceFlags[from:to],
+		SeverityText: r.SeverityText[from:to], SeverityNumber: r.SeverityNumber[from:to], ServiceName: r.ServiceName[from:to],
+		Body: r.Body[from:to], ResourceSchemaUrl: r.ResourceSchemaUrl[from:to], ScopeSchemaUrl: r.ScopeSchemaUrl[from:to],
+		ScopeName: r.ScopeName[from:to], ScopeVersion: r.ScopeVersion[from:to], EventName: r.EventName[from:to],
+		ResourceAttributes: sharedView(&r.ResourceAttributes, from, to),
+		ScopeAttributes:    sharedView(&r.ScopeAttributes, from, to),
+	}
+	v.Environment, v.ServiceVersion = r.Environment[from:to], r.ServiceVersion[from:to]
+	v.DeployId, v.DeployVersion, v.IncidentId = r.DeployId[from:to], r.DeployVersion[from:to], r.IncidentId[from:to]
+	a := &r.LogAttributes
+	base := uint64(0)
+	if from > 0 {
+		base = a.Offsets[from-1]
+	}
+	end := base
+	if to > from {
+		end = a.Offsets[to-1]
+	}
+	*offs = (*offs)[:0]
+	for _, o := range a.Offsets[from:to] {
+		*offs = append(*offs, o-base)
+	}
+	v.LogAttributes = otlp.Attrs{Keys: a.Keys[base:end], Values: a.Values[base:end], Offsets: *offs}
+	return v
+}
+
+// sharedView is rows [from, to) of a; the stored maps are shared whole.
+func sharedView(a *otlp.SharedAttrs, from, to int) otlp.SharedAttrs {
+	return otlp.SharedAttrs{Keys: a.Keys, Values: a.Values, From: a.From[from:to], To: a.To[from:to]}
 }
