@@ -273,6 +273,9 @@ func slack(ev *alert.Event, now time.Time) map[string]any {
 		if len(ev.Suspects) > 0 {
 			text += fmt.Sprintf("\n*Deployed* %s before the incident", i.StartedAt.Sub(ev.Suspects[0].DeployedAt).Round(time.Second))
 		}
+		if i.Provisional {
+			text += "\n_Provisional: judged on live data before late records could arrive; a withdrawal follows if they change the verdict._"
+		}
 	case alert.TypeResolved:
 		i := ev.Incident
 		title = fmt.Sprintf(":white_check_mark: %s in %s resolved", i.Service, i.Environment)

@@ -36,26 +36,40 @@ func TestSignVerify(t *testing.T) {
 func TestSlackGolden(t *testing.T) {
 	c := NewClient("https://faultline.example.com")
 	c.now = func() time.Time { return time.Date(2026, 11, 1, 10, 15, 0, 0, time.UTC) }
-	ev := sample()
-	b, err := c.Body(&Target{Format: "slack"}, &ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pretty bytes.Buffer
-	_ = json.Indent(&pretty, b, "", "  ")
-	pretty.WriteByte('\n')
-	path := filepath.Join("testdata", "slack_correlated.json")
-	if *update {
-		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+	for _, tc := range []struct {
+		file string
+		edit func(*alert.Event)
+	}{
+		{"slack_correlated.json", func(*alert.Event) {}},
+		{"slack_correlated_provisional.json", func(ev *alert.Event) { ev.Incident.Provisional = true }},
+		{"slack_retracted.json", func(ev *alert.Event) {
+			inc := *ev.Incident
+			inc.Provisional = true
+			*ev = alert.Retracted(inc, ev.Suspects)
+		}},
+	} {
+		ev := sample()
+		tc.edit(&ev)
+		b, err := c.Body(&Target{Format: "slack"}, &ev)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update writes it)", err)
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Fatalf("slack message differs from %s:\n%s", path, pretty.Bytes())
+		var pretty bytes.Buffer
+		_ = json.Indent(&pretty, b, "", "  ")
+		pretty.WriteByte('\n')
+		path := filepath.Join("testdata", tc.file)
+		if *update {
+			if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (go test -update writes it)", err)
+		}
+		if !bytes.Equal(pretty.Bytes(), want) {
+			t.Errorf("slack message differs from %s:\n%s", path, pretty.Bytes())
+		}
 	}
 }
 
