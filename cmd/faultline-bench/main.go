@@ -378,7 +378,14 @@ func runWorker(ctx context.Context, bin, natsURL, chAddr string, cfg clickhouse.
 
 // fetchProfile saves a pprof endpoint's answer to a file.
 func fetchProfile(url, file string) {
-	resp, err := http.Get(url)
+	var resp *http.Response
+	var err error
+	for try := 0; try < 40; try++ { // the worker's admin port may not be up yet
+		if resp, err = http.Get(url); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
 		return
