@@ -9,7 +9,9 @@
 // serially. The batcher decodes every message as it arrives into the open
 // batch and flushes it when it holds enough records or bytes, or is old
 // enough. A flusher goroutine writes the previous batch while the next one
-// fills, so decoding and inserting overlap.
+// fills, so decoding and inserting overlap, and a written batch's acks
+// run while the next batch is written. Two pooled batches (one filling,
+// one writing) bound the memory; rows go back to the pool once written.
 //
 // Any number of worker processes can share the consumer: JetStream spreads
 // messages across them, and MaxAckPending bounds what is in flight overall.
