@@ -412,7 +412,8 @@ func (c *Correlator) apply(ts []detect.Transition) {
 			c.incidents[t.IncidentID] = inc
 			c.mIncidents.Inc()
 		}
-		confirmed := inc.provisional && !t.Provisional
+		_, orphan := c.orphans[inc.ID]
+		confirmed := (inc.provisional || orphan) && !t.Provisional && !t.Resolved
 		inc.started, inc.provisional = t.StartedAt, t.Provisional
 		e := events.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Status: events.StatusOpen,
 			Timestamp: t.StartedAt, Title: inc.Title, Severity: inc.Severity, Source: events.SourceDetected}
@@ -428,6 +429,7 @@ func (c *Correlator) apply(ts []detect.Transition) {
 				Through: t.StartedAt.Add(time.Duration(c.rules.OpenAfter) * time.Minute)}})
 		case confirmed:
 			c.provKV = append(c.provKV, provOp{id: inc.ID})
+			delete(c.orphans, inc.ID)
 		}
 	}
 }
@@ -482,8 +484,13 @@ func (c *Correlator) loadOrphans(ctx context.Context) error {
 // final verdict has passed without confirming.
 func (c *Correlator) checkOrphans() {
 	for id, r := range c.orphans {
-		if _, ok := c.incidents[id]; ok {
-			delete(c.orphans, id) // this run has it: the usual path decides
+		if inc, ok := c.incidents[id]; ok {
+			// This run has it: provisional again, the usual path decides;
+			// final, the record has served.
+			if !inc.provisional {
+				c.provKV = append(c.provKV, provOp{id: id})
+			}
+			delete(c.orphans, id)
 			continue
 		}
 		if c.det.Watermark().Before(r.Through) {
@@ -504,7 +511,7 @@ func (c *Correlator) checkOrphans() {
 }
 
 // saveProvisional applies the pending provisional records to the bucket.
-func (c *Correlator) saveProvisional(ctx context.Context) {
+func (c *Correlator) saveProvisional(ctx context.Context) error {
 	for len(c.provKV) > 0 {
 		op := c.provKV[0]
 		var err error
@@ -515,11 +522,11 @@ func (c *Correlator) saveProvisional(ctx context.Context) {
 			err = c.sent.Purge(ctx, provPrefix+op.id)
 		}
 		if err != nil {
-			c.log.Warn("recording a provisional incident failed; will retry", "incident", op.id, "err", err)
-			return
+			return fmt.Errorf("provisional incident %s: %w", op.id, err)
 		}
 		c.provKV = c.provKV[1:]
 	}
+	return nil
 }
 
 // retract withdraws a provisional incident the final verdict did not
@@ -601,7 +608,10 @@ func (c *Correlator) flush(ctx context.Context) {
 	}
 	// Before the rows: a provisional incident is recorded before its rows
 	// exist, so a crash leaves no unrecorded provisional rows behind.
-	c.saveProvisional(ctx)
+	if err := c.saveProvisional(ctx); err != nil {
+		c.log.Warn("recording provisional incidents failed; rows wait for it", "err", err)
+		return
+	}
 	if len(c.dirtyDep) == 0 && len(c.dirtyInc) == 0 {
 		c.raiseRollbacks()
 		c.publishDetected(ctx)
@@ -653,7 +663,9 @@ func (c *Correlator) raiseRollbacks() {
 	for _, p := range c.rbPending {
 		rb := p.Rollback
 		switch {
+		case c.pinnedFinal(rb.Of.ID):
 		case len(c.pins[rb.Of.ID]) > 0:
+			keep = append(keep, p) // pinned only provisionally: wait for the verdict
 		case c.det.Watermark().Before(rb.By.At.Add(wait)) && time.Since(p.queued) < 10*time.Minute:
 			keep = append(keep, p)
 		default:
@@ -662,6 +674,17 @@ func (c *Correlator) raiseRollbacks() {
 		}
 	}
 	c.rbPending = keep
+}
+
+// pinnedFinal reports whether a deploy is the pin of an incident that is
+// not provisional.
+func (c *Correlator) pinnedFinal(deploy string) bool {
+	for id := range c.pins[deploy] {
+		if inc, ok := c.incidents[id]; ok && !inc.provisional {
+			return true
+		}
+	}
+	return false
 }
 
 type pendingRollback struct {
@@ -676,7 +699,9 @@ type pendingRollback struct {
 func (c *Correlator) publishDetected(ctx context.Context) {
 	for len(c.detected) > 0 {
 		e := c.detected[0]
-		key := "incident." + e.ID + "." + e.Status
+		// The event time is part of the fact: a confirmation that moved
+		// StartedAt is news to the workers.
+		key := "incident." + e.ID + "." + e.Status + "." + strconv.FormatInt(e.Timestamp.UnixNano(), 10)
 		if _, err := c.sent.Get(ctx, key); err == nil {
 			c.detected = c.detected[1:]
 			continue

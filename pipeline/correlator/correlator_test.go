@@ -9,11 +9,13 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
 	"github.com/faultline-dev/faultline/processors/alert"
 	"github.com/faultline-dev/faultline/processors/detect"
+	"github.com/faultline-dev/faultline/processors/events"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
@@ -126,6 +128,159 @@ func TestEarlyVerdictRetracted(t *testing.T) {
 	// A restart between the provisional opening and the final verdict:
 	// the replay never opens it, the sent bucket still retracts it.
 	t.Run("across a restart", func(t *testing.T) { testEarlyVerdictRetracted(t, true) })
+	// Confirmed by the final verdict after a restart: the record of the
+	// provisional incident goes, or a later restart whose replay no longer
+	// holds those minutes would retract a real incident.
+	t.Run("confirmed across a restart", func(t *testing.T) { testEarlyVerdictConfirmedAfterRestart(t) })
+}
+
+func testEarlyVerdictConfirmedAfterRestart(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := chtest.Database(t)
+	conn := chtest.Conn(t, cfg)
+	L, seq := liveBreach(t, ns)
+	run := func(early time.Duration) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond, EarlyAfter: early},
+			ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	id := detect.IncidentID("checkout", "production", L.Add(-2*time.Minute))
+	recorded := func() bool {
+		kv, err := ns.JS.KeyValue(context.Background(), "faultline_alerts_sent") // made by Run
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(context.Background(), provPrefix+id)
+		return err == nil
+	}
+	incidents := func() (n uint64) {
+		if err := conn.QueryRow(context.Background(), "SELECT count() FROM incidents FINAL WHERE IncidentId = ?", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	stop := run(time.Second)
+	waitUntil(t, "the provisional incident and its record", func() bool { return incidents() == 1 && recorded() })
+	stop()
+	// Back after the live window; the minutes that follow confirm it.
+	stop = run(0)
+	defer stop()
+	sendAggs(t, ns, "confirm", seq, liveAgg(L, 0, 200, 60), liveAgg(L, 1, 200, 60))
+	waitUntil(t, "the record to go once confirmed", func() bool { return !recorded() })
+	if n := incidents(); n != 1 {
+		t.Fatalf("the confirmed incident has %d rows, want 1", n)
+	}
+}
+
+// TestEarlyVerdictStartMoved: late records dilute the first minute of a
+// provisional incident, the final verdict confirms it a minute later under
+// the same id, and the workers hear of the new start (an "open" event with
+// the confirmed StartedAt after the provisional one).
+func TestEarlyVerdictStartMoved(t *testing.T) {
+	ns := natstest.Start(t)
+	cfg := chtest.Database(t)
+	conn := chtest.Conn(t, cfg)
+	L, seq := liveBreach(t, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond, EarlyAfter: time.Second},
+		ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	id := detect.IncidentID("checkout", "production", L.Add(-2*time.Minute))
+	started := func() (s time.Time) {
+		_ = conn.QueryRow(ctx, "SELECT StartedAt FROM incidents FINAL WHERE IncidentId = ?", id).Scan(&s)
+		return s.UTC()
+	}
+	waitUntil(t, "the provisional incident", func() bool { return started().Equal(L.Add(-2 * time.Minute)) })
+	sendAggs(t, ns, "late", seq, liveAgg(L, -2, 100000, 0), liveAgg(L, 0, 200, 60), liveAgg(L, 1, 200, 60), liveAgg(L, 2, 200, 60))
+	waitUntil(t, "the confirmed start", func() bool { return started().Equal(L.Add(-time.Minute)) })
+
+	var opens []time.Time
+	waitUntil(t, "both open events", func() bool {
+		opens = opens[:0]
+		cons, err := ns.JS.OrderedConsumer(ctx, ns.Config.EventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{broker.IncidentsSubject}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			var e events.Incident
+			if json.Unmarshal(m.Data(), &e) == nil && e.ID == id && e.Status == events.StatusOpen {
+				opens = append(opens, e.Timestamp.UTC())
+			}
+		}
+		return len(opens) == 2
+	})
+	if !opens[0].Equal(L.Add(-2*time.Minute)) || !opens[1].Equal(L.Add(-time.Minute)) {
+		t.Fatalf("open events at %v, want the provisional then the confirmed start", opens)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// liveBreach publishes ten minutes of checkout ending with the current
+// one, L, the last two (L-2, L-1) breaching, and returns L and the last
+// telemetry sequence used. It waits, if needed, until minute L-1 ended more
+// than two seconds ago and minute L has at least ten seconds to go.
+func liveBreach(t *testing.T, ns *natstest.Server) (time.Time, uint64) {
+	t.Helper()
+	if time.Now().Second() >= 50 {
+		time.Sleep(time.Duration(61-time.Now().Second()) * time.Second)
+	}
+	if time.Now().Second() < 2 {
+		time.Sleep(2 * time.Second)
+	}
+	L := time.Now().UTC().Truncate(time.Minute)
+	var live []aggEntry
+	for m := -10; m < 0; m++ {
+		errs := uint64(0)
+		if m >= -2 {
+			errs = 60
+		}
+		live = append(live, liveAgg(L, m, 200, errs))
+	}
+	return L, sendAggs(t, ns, "live", 0, live...)
+}
+
+// liveAgg is checkout's aggregate for minute L+m.
+func liveAgg(L time.Time, m int, total, errors uint64) aggEntry {
+	return aggEntry{Aggs: []detect.Aggregate{{Service: "checkout", Environment: "production", Version: "v2",
+		Minute: L.Add(time.Duration(m) * time.Minute).Unix(), Total: total, Errors: errors}}}
+}
+
+// sendAggs publishes entries under the telemetry sequences after seq and
+// returns the last one.
+func sendAggs(t *testing.T, ns *natstest.Server, id string, seq uint64, es ...aggEntry) uint64 {
+	t.Helper()
+	for i := range es {
+		seq++
+		es[i].Seq = seq
+	}
+	publishAggs(t, ns, id, es...)
+	return seq
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }
 
 func testEarlyVerdictRetracted(t *testing.T, restart bool) {
@@ -135,42 +290,14 @@ func testEarlyVerdictRetracted(t *testing.T, restart bool) {
 	defer cancel()
 	conn := chtest.Conn(t, cfg)
 
-	// Start of the current minute; minutes L-2 and L-1 breach. Make sure
-	// minute L-1 is over by more than the 1 s grace.
-	if time.Now().Second() >= 50 {
-		time.Sleep(time.Duration(61-time.Now().Second()) * time.Second)
-	}
-	if time.Now().Second() < 2 {
-		time.Sleep(2 * time.Second)
-	}
-	L := time.Now().UTC().Truncate(time.Minute)
-	at := func(m int, total, errors uint64) aggEntry {
-		return aggEntry{Aggs: []detect.Aggregate{{Service: "checkout", Environment: "production", Version: "v2",
-			Minute: L.Add(time.Duration(m) * time.Minute).Unix(), Total: total, Errors: errors}}}
-	}
-	seq := uint64(0)
-	send := func(id string, es ...aggEntry) {
-		for i := range es {
-			seq++
-			es[i].Seq = seq
-		}
-		publishAggs(t, ns, id, es...)
-	}
+	L, seq := liveBreach(t, ns)
+	at := func(m int, total, errors uint64) aggEntry { return liveAgg(L, m, total, errors) }
+	send := func(id string, es ...aggEntry) { seq = sendAggs(t, ns, id, seq, es...) }
 	d, _ := json.Marshal(map[string]string{"id": "d-v2", "service": "checkout", "environment": "production", "version": "v2",
 		"timestamp": L.Add(-20 * time.Minute).Format(time.RFC3339), "type": "deploy", "status": "succeeded"})
 	if _, err := ns.JS.Publish(ctx, broker.DeploysSubject, d); err != nil {
 		t.Fatal(err)
 	}
-	var live []aggEntry
-	for m := -10; m < 0; m++ {
-		errs := uint64(0)
-		if m >= -2 {
-			errs = 60
-		}
-		live = append(live, at(m, 200, errs))
-	}
-	send("live", live...)
-
 	c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond, EarlyAfter: time.Second},
 		ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
 	done := make(chan error, 1)
@@ -186,14 +313,7 @@ func testEarlyVerdictRetracted(t *testing.T, restart bool) {
 		}
 		return
 	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
-	}
+	waitFor := func(what string, ok func() bool) { t.Helper(); waitUntil(t, what, ok) }
 	waitFor("the provisional incident, pinned on v2", func() bool { n, f := state(); return n == 1 && f })
 
 	if restart {
