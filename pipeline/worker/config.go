@@ -14,7 +14,7 @@ type Config struct {
 	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"1s" desc:"flush a batch at this age even when small"`
 	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"5m" desc:"redelivery delay of an unacked message"`
 	MaxAckPending int           `envconfig:"MAX_ACK_PENDING" default:"2000" desc:"messages in flight over all workers"`
-	PullMessages  int           `envconfig:"PULL_MESSAGES" default:"64" desc:"messages buffered per worker"`
+	PullMessages  int           `envconfig:"PULL_MESSAGES" default:"32" desc:"messages buffered per worker (32 OTLP requests of 1000 records are about 10 MB)"`
 	PullBytes     int           `envconfig:"PULL_BYTES" default:"33554432" desc:"bytes buffered per worker"`
 	InsertTimeout time.Duration `envconfig:"INSERT_TIMEOUT" default:"60s" desc:"timeout of one insert attempt"`
 	RetryMax      time.Duration `envconfig:"RETRY_MAX_INTERVAL" default:"30s" desc:"longest wait between insert retries"`
