@@ -430,6 +430,11 @@ func (b *Batch) walkLogRecord(p []byte) error {
 
 // keyValue appends one KeyValue's key and rendered value.
 func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
+	if k, v, ok := stringKV(p); ok {
+		*keys = append(*keys, k)
+		*vals = append(*vals, v)
+		return nil
+	}
 	var key, val string
 	var seenValue bool
 	it := wire{p: p, want: &tKV}
@@ -458,6 +463,25 @@ func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
 	*keys = append(*keys, key)
 	*vals = append(*vals, val)
 	return nil
+}
+
+// stringKV reads the layout nearly every attribute has, a key and a short
+// string value, in one pass: {1: key, 2: {1: string}}, every length one
+// byte, nothing else in either message. Anything else goes the general
+// way; the result is the same either way (the fuzz test holds them to
+// pdata).
+func stringKV(p []byte) (key, val string, ok bool) {
+	if len(p) < 2 || p[0] != 0x0a || p[1] >= 0x80 || 2+int(p[1]) > len(p) {
+		return "", "", false
+	}
+	k, q := p[2:2+int(p[1])], p[2+int(p[1]):]
+	if len(q) < 4 || q[0] != 0x12 || q[1] >= 0x80 || 2+int(q[1]) != len(q) {
+		return "", "", false
+	}
+	if q[2] != 0x0a || q[3] >= 0x80 || 4+int(q[3]) != len(q) {
+		return "", "", false
+	}
+	return str(k), str(q[4:]), true
 }
 
 // anyString renders an AnyValue as valueString does; arrays and maps fall

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
 )
@@ -212,4 +214,36 @@ func BenchmarkAppendLogs(b *testing.B) {
 		b.ReportMetric(wire.nsPerRecord()/ref.nsPerRecord(), "wire/pdata")
 		b.ReportMetric(wire.cpuPerRecord()/ref.cpuPerRecord(), "wire/pdata-CPU")
 	})
+}
+
+// TestStringKV pins which KeyValue layouts take the one-pass path; the
+// values it returns are held to pdata by FuzzWireWalker.
+func TestStringKV(t *testing.T) {
+	kv := func(key, val string) []byte {
+		av := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), val)
+		b := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), key)
+		return protowire.AppendBytes(protowire.AppendTag(b, 2, protowire.BytesType), av)
+	}
+	long := strings.Repeat("x", 128) // a two-byte length
+	for _, tc := range []struct {
+		name string
+		p    []byte
+		ok   bool
+		k, v string
+	}{
+		{"key and string", kv("http.route", "/cart"), true, "http.route", "/cart"},
+		{"empty key and value", kv("", ""), true, "", ""},
+		{"longest value with one-byte lengths", kv("k", long[:125]), true, "k", long[:125]},
+		{"two-byte key length", kv(long, "v"), false, "", ""},
+		{"value message too long for one byte", kv("k", long[:126]), false, "", ""},
+		{"trailing field", append(kv("k", "v"), 0x18, 0x01), false, "", ""},
+		{"int value", protowire.AppendBytes(protowire.AppendTag(protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "k"), 2, protowire.BytesType), []byte{0x18, 0x07}), false, "", ""},
+		{"value before key", append(kv("k", "v")[3:], kv("k", "v")[:3]...), false, "", ""},
+		{"truncated", kv("key", "value")[:7], false, "", ""},
+	} {
+		k, v, ok := stringKV(tc.p)
+		if ok != tc.ok || k != tc.k || v != tc.v {
+			t.Errorf("%s: got %q, %q, %v; want %q, %q, %v", tc.name, k, v, ok, tc.k, tc.v, tc.ok)
+		}
+	}
 }
