@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -198,6 +199,12 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
 	}
 	log := newLogger(cfg.LogLevel).With("role", r.name)
+	if r.name == "worker" && os.Getenv("GOGC") == "" {
+		// A worker's heap is mostly the batches in flight; Go's default
+		// lets it grow to twice that before collecting (VictoriaMetrics
+		// makes the same trade with GOGC=30).
+		debug.SetGCPercent(cfg.Worker.GCPercent)
+	}
 	start := time.Now()
 	s, err := up(ctx, cfg, log, r.needCH)
 	if err != nil {
