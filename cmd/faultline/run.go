@@ -199,7 +199,7 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
 	}
 	log := newLogger(cfg.LogLevel).With("role", r.name)
-	if r.name == "worker" && os.Getenv("GOGC") == "" {
+	if r.name == "worker" && os.Getenv("GOGC") == "" && cfg.Worker.GCPercent > 0 {
 		// A worker's heap is mostly the batches in flight; Go's default
 		// lets it grow to twice that before collecting (VictoriaMetrics
 		// makes the same trade with GOGC=30).

@@ -19,7 +19,7 @@ type Config struct {
 	InsertTimeout time.Duration `envconfig:"INSERT_TIMEOUT" default:"60s" desc:"timeout of one insert attempt"`
 	RetryMax      time.Duration `envconfig:"RETRY_MAX_INTERVAL" default:"30s" desc:"longest wait between insert retries"`
 	Aggregates    bool          `envconfig:"AGGREGATES" default:"true" desc:"publish per-minute aggregates for incident detection (off: telemetry only)"`
-	GCPercent     int           `envconfig:"GC_PERCENT" default:"50" desc:"Go GC target of a worker process (GOGC, when set, wins): 50 keeps peak memory near 200 MB with 50k-record batches for a few percent more CPU; 100 is Go's default"`
+	GCPercent     int           `envconfig:"GC_PERCENT" default:"50" desc:"Go GC target of a worker process (GOGC, when set, wins): 50 keeps peak memory near 200 MB with 50k-record batches for a few percent more CPU; 0 or 100 is Go's default"`
 }
 
 // Validate checks the settings.
@@ -47,8 +47,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FAULTLINE_WORKER_PULL_BYTES: %d, need at least 1 MiB (one OTLP batch)", c.PullBytes)
 	case c.InsertTimeout <= 0:
 		return fmt.Errorf("FAULTLINE_WORKER_INSERT_TIMEOUT: must be positive")
-	case c.GCPercent < 10:
-		return fmt.Errorf("FAULTLINE_WORKER_GC_PERCENT: %d, need at least 10", c.GCPercent)
+	case c.GCPercent != 0 && c.GCPercent < 10:
+		return fmt.Errorf("FAULTLINE_WORKER_GC_PERCENT: %d, need at least 10 (0 leaves Go's default)", c.GCPercent)
 	case c.RetryMax <= 0:
 		return fmt.Errorf("FAULTLINE_WORKER_RETRY_MAX_INTERVAL: must be positive")
 	}
