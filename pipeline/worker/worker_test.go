@@ -236,7 +236,10 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	waitDrained(t, ns.JS, c.TelemetryStream, "faultline-telemetry", 5*time.Minute, func() {
 		for i, p := range procs {
 			select {
-			case <-p.done: // exited (killed itself)
+			case <-p.done: // exited: it kills itself between insert and ack
+				if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && !ws.Signaled() {
+					t.Fatalf("a worker process exited on its own (%v) instead of being killed", p.cmd.ProcessState)
+				}
 				procs[i] = spawn()
 			default:
 			}
