@@ -223,19 +223,12 @@ func run(records, gwRequests int, bin string) error {
 	return tw.Flush()
 }
 
-// cpuNow is this process's user+system CPU time.
-func cpuNow() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // unmarshalCPU is the CPU time pdata's protobuf unmarshal takes per
 // record over payloads, the median of three passes.
 func unmarshalCPU(payloads [][]byte) float64 {
 	var us [3]float64
 	for pass := range us {
-		c0 := cpuNow()
+		c0 := otlptest.CPUTime()
 		n := 0
 		for _, p := range payloads {
 			ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(p)
@@ -244,7 +237,7 @@ func unmarshalCPU(payloads [][]byte) float64 {
 			}
 			n += ld.LogRecordCount()
 		}
-		us[pass] = float64((cpuNow() - c0).Microseconds()) / float64(n)
+		us[pass] = float64((otlptest.CPUTime() - c0).Microseconds()) / float64(n)
 	}
 	slices.Sort(us[:])
 	return us[1]
@@ -269,14 +262,14 @@ func insertCeiling(ctx context.Context, cfg clickhouse.Config, payloads [][]byte
 		batches = append(batches, b)
 	}
 	rows := 0
-	c0, t0 := cpuNow(), time.Now()
+	c0, t0 := otlptest.CPUTime(), time.Now()
 	for i, b := range batches {
 		if err := w.Write(ctx, b, "ceiling-"+strconv.Itoa(i)); err != nil {
 			return 0, 0, err
 		}
 		rows += b.Records()
 	}
-	el, cpu := time.Since(t0), cpuNow()-c0
+	el, cpu := time.Since(t0), otlptest.CPUTime()-c0
 	return float64(rows) / el.Seconds(), float64(cpu.Microseconds()) / float64(rows), nil
 }
 
@@ -293,7 +286,7 @@ func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (ra
 		}
 	}
 	l := &b.Logs
-	c0, t0 := cpuNow(), time.Now()
+	c0, t0 := otlptest.CPUTime(), time.Now()
 	for off := 0; off < l.Len(); off += 100_000 {
 		batch, err := conn.PrepareBatch(ctx, "INSERT INTO otel_logs (Timestamp, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, ResourceAttributes, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes)")
 		if err != nil {
@@ -309,7 +302,7 @@ func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (ra
 			return 0, 0, err
 		}
 	}
-	el, cpu := time.Since(t0), cpuNow()-c0
+	el, cpu := time.Since(t0), otlptest.CPUTime()-c0
 	return float64(l.Len()) / el.Seconds(), float64(cpu.Microseconds()) / float64(l.Len()), nil
 }
 

@@ -497,15 +497,7 @@ func (c *Correlator) checkOrphans() {
 			continue
 		}
 		c.log.Info("provisional incident of an earlier run retracted by the final verdict", "incident", id)
-		if r.Alerted {
-			c.alerts = append(c.alerts, alert.Retracted(r.Incident, nil))
-		}
-		i := r.Incident
-		c.detected = append(c.detected, events.Incident{ID: id, Service: i.Service, Environment: i.Environment, Status: events.StatusResolved,
-			Timestamp: i.StartedAt, Title: i.Title, Severity: i.Severity, Source: events.SourceDetected})
-		c.retracted = append(c.retracted, id)
-		c.provKV = append(c.provKV, provOp{id: id})
-		c.mRetracted.Inc()
+		c.withdraw(r.Incident, r.Alerted, nil)
 		delete(c.orphans, id)
 	}
 }
@@ -539,16 +531,23 @@ func (c *Correlator) retract(inc *incident) {
 		delete(c.pins[inc.pinned], inc.ID)
 		c.dirtyDep[inc.pinned] = true
 	}
-	if inc.alerted {
-		c.alerts = append(c.alerts, alert.Retracted(c.alertIncident(inc), c.alertSuspects(inc.verdict)))
-	}
-	// An empty span: the incident never was.
-	c.detected = append(c.detected, events.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Status: events.StatusResolved,
-		Timestamp: inc.started, Title: inc.Title, Severity: inc.Severity, Source: events.SourceDetected})
 	delete(c.incidents, inc.ID)
 	delete(c.dirtyInc, inc.ID)
-	c.retracted = append(c.retracted, inc.ID)
-	c.provKV = append(c.provKV, provOp{id: inc.ID})
+	c.withdraw(c.alertIncident(inc), inc.alerted, c.alertSuspects(inc.verdict))
+}
+
+// withdraw queues what every retraction does, whether this run opened the
+// incident or an earlier one did: the retraction alert when receivers
+// were told, an empty span for the workers (the incident never was), the
+// deletion of its rows, and forgetting its provisional record.
+func (c *Correlator) withdraw(i alert.Incident, alerted bool, suspects []alert.Suspect) {
+	if alerted {
+		c.alerts = append(c.alerts, alert.Retracted(i, suspects))
+	}
+	c.detected = append(c.detected, events.Incident{ID: i.ID, Service: i.Service, Environment: i.Environment, Status: events.StatusResolved,
+		Timestamp: i.StartedAt, Title: i.Title, Severity: i.Severity, Source: events.SourceDetected})
+	c.retracted = append(c.retracted, i.ID)
+	c.provKV = append(c.provKV, provOp{id: i.ID})
 	c.mRetracted.Inc()
 }
 
