@@ -286,6 +286,8 @@ func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (ra
 		}
 	}
 	l := &b.Logs
+	src := &b.Src
+	str := src.String
 	c0, t0 := otlptest.CPUTime(), time.Now()
 	for off := 0; off < l.Len(); off += 100_000 {
 		batch, err := conn.PrepareBatch(ctx, "INSERT INTO otel_logs (Timestamp, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, ResourceAttributes, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes)")
@@ -293,8 +295,8 @@ func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (ra
 			return 0, 0, err
 		}
 		for i := off; i < min(off+100_000, l.Len()); i++ {
-			if err := batch.Append(time.Unix(0, l.Timestamp[i]), l.TraceId[i], l.SpanId[i], l.TraceFlags[i], l.SeverityText[i], l.SeverityNumber[i],
-				l.ServiceName[i], l.Body[i], toMap(&l.ResourceAttributes, i), l.ScopeName[i], l.ScopeVersion[i], toMap(&l.ScopeAttributes, i), toMap(&l.LogAttributes, i)); err != nil {
+			if err := batch.Append(time.Unix(0, l.Timestamp[i]), str(l.TraceId[i]), str(l.SpanId[i]), l.TraceFlags[i], str(l.SeverityText[i]), l.SeverityNumber[i],
+				str(l.ServiceName[i]), str(l.Body[i]), toMap(src, &l.ResourceAttributes, i), str(l.ScopeName[i]), str(l.ScopeVersion[i]), toMap(src, &l.ScopeAttributes, i), toMap(src, &l.LogAttributes, i)); err != nil {
 				return 0, 0, err
 			}
 		}
@@ -306,9 +308,11 @@ func rowByRow(ctx context.Context, cfg clickhouse.Config, payloads [][]byte) (ra
 	return float64(l.Len()) / el.Seconds(), float64(cpu.Microseconds()) / float64(l.Len()), nil
 }
 
-func toMap(a interface{ Row(int) [][2]string }, i int) map[string]string {
+func toMap(src *otlp.Sources, a interface {
+	Row(*otlp.Sources, int) [][2]string
+}, i int) map[string]string {
 	m := map[string]string{}
-	for _, kv := range a.Row(i) {
+	for _, kv := range a.Row(src, i) {
 		m[kv[0]] = kv[1]
 	}
 	return m

@@ -842,9 +842,11 @@ func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.
 		out := aggMessage{Messages: make([]aggEntry, 0, len(msgs))}
 		for _, mr := range msgs {
 			for i := mr.LogsFrom; i < mr.LogsTo; i++ {
-				agg.AddLog(l.ServiceName[i], l.Environment[i], l.ServiceVersion[i], l.Timestamp[i], l.SeverityNumber[i])
+				agg.AddLog(b.Src.String(l.ServiceName[i]), b.Src.String(l.Environment[i]), b.Src.String(l.ServiceVersion[i]), l.Timestamp[i], l.SeverityNumber[i])
 			}
-			out.Messages = append(out.Messages, aggEntry{Seq: mr.Seq, Aggs: agg.Flush(), Points: requestPoints(&b.Histogram, mr.HistFrom, mr.HistTo)})
+			// Flush hands back strings aliasing the batch; they are
+			// marshalled below, before the batch is reused.
+			out.Messages = append(out.Messages, aggEntry{Seq: mr.Seq, Aggs: agg.Flush(), Points: requestPoints(&b.Src, &b.Histogram, mr.HistFrom, mr.HistTo)})
 		}
 		data, err := json.Marshal(out)
 		if err != nil {
@@ -860,26 +862,26 @@ func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.
 
 // requestPoints picks the http.server.request.duration points of rows
 // [from, to) for the metric rule.
-func requestPoints(h *otlp.HistogramRows, from, to int) []detect.Point {
+func requestPoints(src *otlp.Sources, h *otlp.HistogramRows, from, to int) []detect.Point {
 	var out []detect.Point
 	for i := from; i < to; i++ {
-		if h.MetricName[i] != detect.RequestMetric {
+		if src.String(h.MetricName[i]) != detect.RequestMetric {
 			continue
 		}
 		x := xxhash.New()
-		write := func(keys, values []string) {
+		write := func(keys, values []otlp.Str) {
 			for j := range keys {
-				_, _ = x.WriteString(keys[j])
+				_, _ = x.Write(src.Bytes(keys[j]))
 				_, _ = x.WriteString("\x00")
-				_, _ = x.WriteString(values[j])
+				_, _ = x.Write(src.Bytes(values[j]))
 				_, _ = x.WriteString("\x00")
 			}
 		}
 		write(h.ResourceAttributes.Span(i))
-		_, _ = x.WriteString(h.ScopeName[i] + "\x00" + h.MetricName[i] + "\x00")
+		_, _ = x.WriteString(src.String(h.ScopeName[i]) + "\x00" + src.String(h.MetricName[i]) + "\x00")
 		write(h.Attributes.Span(i))
 		failed := false
-		for _, kv := range h.Attributes.Row(i) {
+		for _, kv := range h.Attributes.Row(src, i) {
 			if kv[0] == "http.response.status_code" || kv[0] == "http.status_code" {
 				if code, err := strconv.Atoi(kv[1]); err == nil && code >= 500 {
 					failed = true
@@ -887,7 +889,7 @@ func requestPoints(h *otlp.HistogramRows, from, to int) []detect.Point {
 			}
 		}
 		out = append(out, detect.Point{
-			Series: x.Sum64(), Service: h.ServiceName[i], Environment: h.Environment[i], Version: h.ServiceVersion[i],
+			Series: x.Sum64(), Service: src.String(h.ServiceName[i]), Environment: src.String(h.Environment[i]), Version: src.String(h.ServiceVersion[i]),
 			Start: h.StartTimeUnix[i], Time: h.TimeUnix[i], Count: h.Count[i], Failed: failed,
 			Delta: h.AggregationTemporality[i] == 1, // AGGREGATION_TEMPORALITY_DELTA
 		})

@@ -15,36 +15,51 @@ import (
 )
 
 type cache struct {
-	service, env string
+	service, env otlp.Str
 	from, until  int64 // unix nanoseconds
-	id, version  string
+	id, version  copied
 	valid        bool
+}
+
+// copied is a string stored in the batch, kept with its Str so that runs
+// of rows with the same value copy it once.
+type copied struct {
+	s   string
+	ref otlp.Str
+}
+
+func (c *copied) set(src *otlp.Sources, s string) {
+	if s != c.s || (s != "" && c.ref.Len == 0) {
+		c.s, c.ref = s, src.Copy(s)
+	}
 }
 
 // Fill sets DeployId and DeployVersion on every row of b.
 func Fill(b *otlp.Batch, idx *deploys.Index) {
 	var c cache
-	fill(&c, idx, b.Logs.ServiceName, b.Logs.Timestamp, &b.Logs.Enrichment)
+	fill(&c, &b.Src, idx, b.Logs.ServiceName, b.Logs.Timestamp, &b.Logs.Enrichment)
 	for _, m := range []*otlp.MetricCommon{&b.Gauge.MetricCommon, &b.Sum.MetricCommon, &b.Histogram.MetricCommon, &b.ExpHistogram.MetricCommon, &b.Summary.MetricCommon} {
-		fill(&c, idx, m.ServiceName, m.TimeUnix, &m.Enrichment)
+		fill(&c, &b.Src, idx, m.ServiceName, m.TimeUnix, &m.Enrichment)
 	}
 }
 
-func fill(c *cache, idx *deploys.Index, services []string, ts []int64, e *otlp.Enrichment) {
+func fill(c *cache, src *otlp.Sources, idx *deploys.Index, services []otlp.Str, ts []int64, e *otlp.Enrichment) {
 	for i, svc := range services {
 		env, t := e.Environment[i], ts[i]
-		if !c.valid || svc != c.service || env != c.env || t < c.from || t >= c.until {
-			d, from, until := idx.LiveSpan(svc, env, time.Unix(0, t))
+		if !c.valid || !src.Equal(svc, c.service) || !src.Equal(env, c.env) || t < c.from || t >= c.until {
+			d, from, until := idx.LiveSpan(src.String(svc), src.String(env), time.Unix(0, t))
 			c.service, c.env, c.valid = svc, env, true
 			c.from, c.until = nanos(from), nanos(until)
-			c.id, c.version = "", ""
+			id, version := "", ""
 			if d != nil {
-				c.id, c.version = d.ID, d.Version
+				id, version = d.ID, d.Version
 			} else {
 				c.from = -1 << 63
 			}
+			c.id.set(src, id)
+			c.version.set(src, version)
 		}
-		e.DeployId[i], e.DeployVersion[i] = c.id, c.version
+		e.DeployId[i], e.DeployVersion[i] = c.id.ref, c.version.ref
 	}
 }
 

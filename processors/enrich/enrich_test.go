@@ -34,16 +34,16 @@ func TestFill(t *testing.T) {
 	Fill(b, index())
 	l := &b.Logs
 	for i, want := range map[int]string{0: "d1", 499: "d1", 500: "d2", 999: "d2"} {
-		if l.DeployId[i] != want {
-			t.Errorf("row %d (+%dms): DeployId %q, want %q (the failed deploy never goes live)", i, i, l.DeployId[i], want)
+		if got := b.Src.String(l.DeployId[i]); got != want {
+			t.Errorf("row %d (+%dms): DeployId %q, want %q (the failed deploy never goes live)", i, i, got, want)
 		}
 	}
-	if l.DeployVersion[600] != "v2.3.1" {
-		t.Errorf("DeployVersion %q", l.DeployVersion[600])
+	if v := b.Src.String(l.DeployVersion[600]); v != "v2.3.1" {
+		t.Errorf("DeployVersion %q", v)
 	}
 	// ledger in staging (the older environment attribute) has no deploys.
-	if b.Gauge.DeployId[0] != "" {
-		t.Errorf("metric row enriched with %q, want none", b.Gauge.DeployId[0])
+	if id := b.Src.String(b.Gauge.DeployId[0]); id != "" {
+		t.Errorf("metric row enriched with %q, want none", id)
 	}
 }
 
@@ -76,7 +76,7 @@ func TestFillIncidents(t *testing.T) {
 	x.Open("other", "checkout", "staging", base)
 	FillIncidents(b, x)
 	for i, want := range map[int]string{0: "", 199: "", 200: "inc-1", 399: "inc-1", 400: "", 900: "inc-2", 999: "inc-2"} {
-		if got := b.Logs.IncidentId[i]; got != want {
+		if got := b.Src.String(b.Logs.IncidentId[i]); got != want {
 			t.Errorf("row %d: %q, want %q", i, got, want)
 		}
 	}

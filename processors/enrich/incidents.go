@@ -70,22 +70,24 @@ func FillIncidents(b *otlp.Batch, x *Incidents) {
 	if len(x.byKey) == 0 {
 		return
 	}
-	fillInc(x, b.Logs.ServiceName, b.Logs.Timestamp, &b.Logs.Enrichment)
+	var id copied
+	fillInc(x, &b.Src, &id, b.Logs.ServiceName, b.Logs.Timestamp, &b.Logs.Enrichment)
 	for _, m := range []*otlp.MetricCommon{&b.Gauge.MetricCommon, &b.Sum.MetricCommon, &b.Histogram.MetricCommon, &b.ExpHistogram.MetricCommon, &b.Summary.MetricCommon} {
-		fillInc(x, m.ServiceName, m.TimeUnix, &m.Enrichment)
+		fillInc(x, &b.Src, &id, m.ServiceName, m.TimeUnix, &m.Enrichment)
 	}
 }
 
-func fillInc(x *Incidents, services []string, ts []int64, e *otlp.Enrichment) {
+func fillInc(x *Incidents, src *otlp.Sources, id *copied, services []otlp.Str, ts []int64, e *otlp.Enrichment) {
 	for i := 0; i < len(services); i++ {
-		svc, env := services[i], e.Environment[i]
+		svc, env := src.String(services[i]), src.String(e.Environment[i])
 		if _, ok := x.byKey[[2]string{svc, env}]; !ok {
 			// No incident ever for this key: skip the resource's rows.
-			for i+1 < len(services) && services[i+1] == svc && e.Environment[i+1] == env {
+			for i+1 < len(services) && src.Equal(services[i+1], services[i]) && src.Equal(e.Environment[i+1], e.Environment[i]) {
 				i++
 			}
 			continue
 		}
-		e.IncidentId[i] = x.at(svc, env, ts[i])
+		id.set(src, x.at(svc, env, ts[i]))
+		e.IncidentId[i] = id.ref
 	}
 }

@@ -7,8 +7,9 @@
 // state decodes without growing memory. Attribute maps are stored flat
 // (keys, values and per-row end offsets), the layout ClickHouse's Map
 // columns have on the wire, so a sink copies them without building a Go map
-// per row. Strings reference the decoded request's memory; nothing is
-// copied per record beyond the slice headers.
+// per row. Strings are Strs, references into the decoded requests' memory
+// (Batch.Src resolves them): nothing is copied per record, and the columns
+// hold no pointers for the garbage collector to scan.
 //
 // Decoding is all or nothing: a request is unmarshalled completely before
 // any row is appended, and walking a decoded request cannot fail, so a bad
@@ -71,6 +72,9 @@ type Batch struct {
 	ExpHistogram ExpHistogramRows
 	Summary      SummaryRows
 
+	// Src holds what the rows' Strs point into.
+	Src Sources
+
 	dec decoder
 }
 
@@ -79,7 +83,7 @@ func NewBatch() *Batch { return &Batch{} }
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
-	b.dec.text.reset()
+	b.Src.reset()
 	b.Logs.reset()
 	b.Gauge.reset()
 	b.Sum.reset()
@@ -127,40 +131,30 @@ func detect(p []byte) Format {
 // Attrs is a column of attribute maps stored flat: row i holds
 // Keys[Offsets[i-1]:Offsets[i]] and the same range of Values.
 type Attrs struct {
-	Keys, Values []string
+	Keys, Values []Str
 	Offsets      []uint64
 }
 
 func (a *Attrs) reset() {
-	empty(&a.Keys, &a.Values)
-	a.Offsets = a.Offsets[:0]
-}
-
-// empty truncates string columns and zeroes what they held: the strings
-// alias payloads, which must not stay reachable from a pooled batch's
-// spare capacity once its rows are written.
-func empty(cols ...*[]string) {
-	for _, c := range cols {
-		clear(*c)
-		*c = (*c)[:0]
-	}
+	a.Keys, a.Values, a.Offsets = a.Keys[:0], a.Values[:0], a.Offsets[:0]
 }
 
 // Row returns row i as key/value pairs (for tests and debugging).
-func (a *Attrs) Row(i int) [][2]string {
-	var from uint64
-	if i > 0 {
-		from = a.Offsets[i-1]
-	}
-	out := make([][2]string, 0, a.Offsets[i]-from)
-	for j := from; j < a.Offsets[i]; j++ {
-		out = append(out, [2]string{a.Keys[j], a.Values[j]})
+func (a *Attrs) Row(src *Sources, i int) [][2]string {
+	k, v := a.Span(i)
+	return pairs(src, k, v)
+}
+
+func pairs(src *Sources, k, v []Str) [][2]string {
+	out := make([][2]string, len(k))
+	for j := range k {
+		out[j] = [2]string{src.String(k[j]), src.String(v[j])}
 	}
 	return out
 }
 
 // Span returns row i's keys and values.
-func (a *Attrs) Span(i int) (keys, values []string) {
+func (a *Attrs) Span(i int) (keys, values []Str) {
 	var from uint64
 	if i > 0 {
 		from = a.Offsets[i-1]
@@ -173,21 +167,21 @@ func (a *Attrs) Span(i int) (keys, values []string) {
 // distinct map is stored once and every row names its span, so a batch
 // holds 8 bytes per row instead of the whole map per row.
 type SharedAttrs struct {
-	Keys, Values []string
+	Keys, Values []Str
 	From, To     []uint32 // row i is Keys[From[i]:To[i]]
 
 	gen, from, to uint32 // the map last stored, by decoder generation
 }
 
 func (a *SharedAttrs) reset() {
-	empty(&a.Keys, &a.Values)
+	a.Keys, a.Values = a.Keys[:0], a.Values[:0]
 	a.From, a.To = a.From[:0], a.To[:0]
 	a.gen, a.from, a.to = 0, 0, 0
 }
 
 // appendRow adds a row holding the map of generation gen, storing the map
 // only when it differs from the previous row's.
-func (a *SharedAttrs) appendRow(gen uint32, keys, values []string) {
+func (a *SharedAttrs) appendRow(gen uint32, keys, values []Str) {
 	if gen != a.gen || len(a.From) == 0 {
 		a.from = uint32(len(a.Keys))
 		a.Keys = append(a.Keys, keys...)
@@ -202,18 +196,14 @@ func (a *SharedAttrs) appendRow(gen uint32, keys, values []string) {
 func (a *SharedAttrs) Len() int { return len(a.From) }
 
 // Span returns row i's keys and values.
-func (a *SharedAttrs) Span(i int) (keys, values []string) {
+func (a *SharedAttrs) Span(i int) (keys, values []Str) {
 	return a.Keys[a.From[i]:a.To[i]], a.Values[a.From[i]:a.To[i]]
 }
 
 // Row returns row i as key/value pairs (for tests and debugging).
-func (a *SharedAttrs) Row(i int) [][2]string {
+func (a *SharedAttrs) Row(src *Sources, i int) [][2]string {
 	k, v := a.Span(i)
-	out := make([][2]string, len(k))
-	for j := range k {
-		out[j] = [2]string{k[j], v[j]}
-	}
-	return out
+	return pairs(src, k, v)
 }
 
 type sharedMark struct {
@@ -238,21 +228,22 @@ type Enrichment struct {
 	// deployment.environment) resource attribute; ServiceVersion is
 	// service.version. Not table columns of their own: kept for enrichment
 	// and detection, which run per row.
-	Environment    []string
-	ServiceVersion []string
-	DeployId       []string
-	DeployVersion  []string
-	IncidentId     []string
+	Environment    []Str
+	ServiceVersion []Str
+	DeployId       []Str
+	DeployVersion  []Str
+	IncidentId     []Str
 }
 
 func (e *Enrichment) reset() {
-	empty(&e.Environment, &e.ServiceVersion, &e.DeployId, &e.DeployVersion, &e.IncidentId)
+	e.Environment, e.ServiceVersion = e.Environment[:0], e.ServiceVersion[:0]
+	e.DeployId, e.DeployVersion, e.IncidentId = e.DeployId[:0], e.DeployVersion[:0], e.IncidentId[:0]
 }
 
-func (e *Enrichment) appendRow(env, version string) {
+func (e *Enrichment) appendRow(env, version Str) {
 	e.Environment = append(e.Environment, env)
 	e.ServiceVersion = append(e.ServiceVersion, version)
-	e.DeployId = append(e.DeployId, "")
-	e.DeployVersion = append(e.DeployVersion, "")
-	e.IncidentId = append(e.IncidentId, "")
+	e.DeployId = append(e.DeployId, Str{})
+	e.DeployVersion = append(e.DeployVersion, Str{})
+	e.IncidentId = append(e.IncidentId, Str{})
 }

@@ -1,7 +1,6 @@
 package otlp
 
 import (
-	"encoding/hex"
 	"math"
 	"strings"
 	"unicode/utf8"
@@ -11,15 +10,17 @@ import (
 
 // decoder holds scratch space reused across requests.
 type decoder struct {
-	resKeys, resVals     []string
-	scopeKeys, scopeVals []string
+	resKeys, resVals     []Str
+	scopeKeys, scopeVals []Str
 	// Generations name the resource and scope maps in the scratch above,
 	// so SharedAttrs stores each once.
 	gen, resGen, scopeGen uint32
 	// Scratch of the wire walker: the scope and record messages of the
 	// resource and scope being walked, and rendered strings.
 	scopes, records [][]byte
-	text            text
+	// The batch's sources and the payload being walked.
+	src *Sources
+	p   payload
 }
 
 func (d *decoder) next() uint32 {
@@ -32,31 +33,32 @@ func (d *decoder) next() uint32 {
 
 // resourceInfo is what every row of a resource repeats.
 type resourceInfo struct {
-	service, env, version string
+	service, env, version Str
 }
 
 // resource flattens a resource's attributes into the decoder's scratch
 // and picks out the fields rows carry on their own.
-func (d *decoder) resource(r pcommon.Resource) resourceInfo {
-	d.flatten(&d.resKeys, &d.resVals, r.Attributes())
+func (d *decoder) resource(src *Sources, r pcommon.Resource) resourceInfo {
+	d.flatten(src, &d.resKeys, &d.resVals, r.Attributes())
 	d.resGen = d.next()
-	return d.pick()
+	return d.pick(src)
 }
 
-func (d *decoder) flatten(keys, vals *[]string, m pcommon.Map) {
+// flatten copies a map of a pdata object into the batch.
+func (d *decoder) flatten(src *Sources, keys, vals *[]Str, m pcommon.Map) {
 	k, v := (*keys)[:0], (*vals)[:0]
 	for key, val := range m.All() {
-		k = append(k, clean(key))
-		v = append(v, valueString(val))
+		k = append(k, src.clean(key))
+		v = append(v, src.Copy(valueString(val)))
 	}
 	*keys, *vals = k, v
 }
 
 // appendAttrs appends one row of a map column.
-func (d *decoder) appendAttrs(a *Attrs, m pcommon.Map) {
+func (d *decoder) appendAttrs(src *Sources, a *Attrs, m pcommon.Map) {
 	for key, val := range m.All() {
-		a.Keys = append(a.Keys, clean(key))
-		a.Values = append(a.Values, valueString(val))
+		a.Keys = append(a.Keys, src.clean(key))
+		a.Values = append(a.Values, src.Copy(valueString(val)))
 	}
 	a.Offsets = append(a.Offsets, uint64(len(a.Keys)))
 }
@@ -90,16 +92,16 @@ func nanos(t uint64) int64 {
 	return int64(t)
 }
 
-func traceID(id pcommon.TraceID) string {
+func traceID(src *Sources, id pcommon.TraceID) Str {
 	if id.IsEmpty() {
-		return ""
+		return Str{}
 	}
-	return hex.EncodeToString(id[:])
+	return src.hex(id[:])
 }
 
-func spanID(id pcommon.SpanID) string {
+func spanID(src *Sources, id pcommon.SpanID) Str {
 	if id.IsEmpty() {
-		return ""
+		return Str{}
 	}
-	return hex.EncodeToString(id[:])
+	return src.hex(id[:])
 }

@@ -5,4 +5,5 @@ var (
 	AwkwardLogs      = awkwardLogs
 	MapBody          = mapBody
 	GoldenScalarLogs = goldenScalarLogs
+	View             = view
 )

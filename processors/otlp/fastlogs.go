@@ -5,9 +5,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"strings"
-	"unicode/utf8"
-	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -55,6 +52,7 @@ func (r *LogRows) truncate(m logsMark) {
 // returns errFallback.
 func (b *Batch) appendLogsProto(p []byte) (int, error) {
 	r := &b.Logs
+	b.dec.src, b.dec.p = &b.Src, b.Src.payload(p)
 	m, gen := r.mark(), b.dec.gen
 	n, err := b.walkLogsRequest(p)
 	if err != nil {
@@ -65,17 +63,8 @@ func (b *Batch) appendLogsProto(p []byte) (int, error) {
 	return n, nil
 }
 
-// str aliases b as a string, or copies it with replacement when it is not
-// valid UTF-8.
-func str(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if !utf8.Valid(b) {
-		return strings.ToValidUTF8(string(b), "\uFFFD")
-	}
-	return unsafe.String(&b[0], len(b))
-}
+// str names b, part of the payload being walked (see Sources.str).
+func (d *decoder) str(b []byte) Str { return d.src.str(&d.p, b) }
 
 func (b *Batch) walkLogsRequest(p []byte) (int, error) {
 	n := 0
@@ -212,7 +201,7 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	// The resource and schema URL may come after the scope logs on the
 	// wire; collect them first.
 	var resource []byte
-	var schema string
+	var schema Str
 	scopes := d.scopes[:0]
 	it := wire{p: p, want: &tResLogs}
 	var f field
@@ -228,7 +217,7 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 		case 2:
 			scopes = append(scopes, f.b)
 		case 3:
-			schema = str(f.b)
+			schema = d.str(f.b)
 		}
 	}
 	d.scopes = scopes
@@ -255,7 +244,7 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 		return 0, errFallback
 	}
 	d.resGen = d.next()
-	res := d.pick()
+	res := d.pick(d.src)
 	n := 0
 	// walkScopeLogs reuses d.records, not d.scopes: iterate a copy of the
 	// slice header, which nothing below appends to.
@@ -272,11 +261,11 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 // pick finds the fields rows repeat among the flattened resource
 // attributes: service.name, service.version and the environment
 // (deployment.environment.name, else the older deployment.environment).
-func (d *decoder) pick() resourceInfo {
+func (d *decoder) pick(src *Sources) resourceInfo {
 	var ri resourceInfo
-	legacy := ""
+	var legacy Str
 	for i, k := range d.resKeys {
-		switch k {
+		switch src.String(k) {
 		case "service.name":
 			ri.service = d.resVals[i]
 		case "deployment.environment.name":
@@ -287,16 +276,16 @@ func (d *decoder) pick() resourceInfo {
 			ri.version = d.resVals[i]
 		}
 	}
-	if ri.env == "" {
+	if ri.env.Len == 0 {
 		ri.env = legacy
 	}
 	return ri
 }
 
-func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema string) (int, error) {
+func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema Str) (int, error) {
 	d := &b.dec
 	var scope []byte
-	var schema string
+	var schema Str
 	records := d.records[:0]
 	it := wire{p: p, want: &tResLogs}
 	var f field
@@ -310,22 +299,22 @@ func (b *Batch) walkScopeLogs(p []byte, res resourceInfo, rschema string) (int, 
 		case 2:
 			records = append(records, f.b)
 		case 3:
-			schema = str(f.b)
+			schema = d.str(f.b)
 		}
 	}
 	d.records = records
 	if it.bad {
 		return 0, errFallback
 	}
-	var sname, sver string
+	var sname, sver Str
 	d.scopeKeys, d.scopeVals = d.scopeKeys[:0], d.scopeVals[:0]
 	it = wire{p: scope, want: &tScope}
 	for it.next(&f) {
 		switch f.num {
 		case 1:
-			sname = str(f.b)
+			sname = d.str(f.b)
 		case 2:
-			sver = str(f.b)
+			sver = d.str(f.b)
 		case 3:
 			if err := d.keyValue(&d.scopeKeys, &d.scopeVals, f.b); err != nil {
 				return 0, err
@@ -358,7 +347,7 @@ func (b *Batch) walkLogRecord(p []byte) error {
 	r := &b.Logs
 	var ts, observed uint64
 	var sev uint64
-	var sevText, body, event, trace, span string
+	var sevText, body, event, trace, span Str
 	var flags uint64
 	var seenBody bool
 	la := &r.LogAttributes
@@ -373,7 +362,7 @@ func (b *Batch) walkLogRecord(p []byte) error {
 		case 2:
 			sev = f.v
 		case 3:
-			sevText = str(f.b)
+			sevText = d.str(f.b)
 		case 5:
 			if seenBody {
 				return errFallback
@@ -394,20 +383,20 @@ func (b *Batch) walkLogRecord(p []byte) error {
 			if len(f.b) != 0 && len(f.b) != 16 {
 				return errFallback // pdata rejects other lengths
 			}
-			trace = ""
+			trace = Str{}
 			if len(f.b) == 16 && !allZero(f.b) {
-				trace = d.text.hex(f.b)
+				trace = d.src.hex(f.b)
 			}
 		case 10:
 			if len(f.b) != 0 && len(f.b) != 8 {
 				return errFallback
 			}
-			span = ""
+			span = Str{}
 			if len(f.b) == 8 && !allZero(f.b) {
-				span = d.text.hex(f.b)
+				span = d.src.hex(f.b)
 			}
 		case 12:
-			event = str(f.b)
+			event = d.str(f.b)
 		}
 	}
 	if it.bad {
@@ -429,20 +418,20 @@ func (b *Batch) walkLogRecord(p []byte) error {
 }
 
 // keyValue appends one KeyValue's key and rendered value.
-func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
+func (d *decoder) keyValue(keys, vals *[]Str, p []byte) error {
 	if k, v, ok := stringKV(p); ok {
-		*keys = append(*keys, k)
-		*vals = append(*vals, v)
+		*keys = append(*keys, d.str(k))
+		*vals = append(*vals, d.str(v))
 		return nil
 	}
-	var key, val string
+	var key, val Str
 	var seenValue bool
 	it := wire{p: p, want: &tKV}
 	var f field
 	for it.next(&f) {
 		switch f.num {
 		case 1:
-			key = str(f.b)
+			key = d.str(f.b)
 		case 2:
 			if seenValue {
 				return errFallback
@@ -470,41 +459,46 @@ func (d *decoder) keyValue(keys, vals *[]string, p []byte) error {
 // byte, nothing else in either message. Anything else goes the general
 // way; the result is the same either way (the fuzz test holds them to
 // pdata).
-func stringKV(p []byte) (key, val string, ok bool) {
+func stringKV(p []byte) (key, val []byte, ok bool) {
 	if len(p) < 2 || p[0] != 0x0a || p[1] >= 0x80 || 2+int(p[1]) > len(p) {
-		return "", "", false
+		return nil, nil, false
 	}
 	k, q := p[2:2+int(p[1])], p[2+int(p[1]):]
 	if len(q) < 4 || q[0] != 0x12 || q[1] >= 0x80 || 2+int(q[1]) != len(q) {
-		return "", "", false
+		return nil, nil, false
 	}
 	if q[2] != 0x0a || q[3] >= 0x80 || 4+int(q[3]) != len(q) {
-		return "", "", false
+		return nil, nil, false
 	}
-	return str(k), str(q[4:]), true
+	return k, q[4:], true
 }
 
 // anyString renders an AnyValue as valueString does; arrays and maps fall
 // back to pdata.
-func (d *decoder) anyString(p []byte) (string, error) {
-	var out string
+func (d *decoder) anyString(p []byte) (Str, error) {
+	var out Str
 	it := wire{p: p, want: &tAny}
 	var f field
 	for it.next(&f) {
 		switch f.num {
 		case 1:
-			out = str(f.b)
+			out = d.str(f.b)
 		case 2:
-			out = strconv.FormatBool(f.v != 0)
+			out = d.src.Copy(strconv.FormatBool(f.v != 0))
 		case 3:
-			out = d.text.int(int64(f.v))
+			out = d.src.int(int64(f.v))
 		case 4:
 			var buf [32]byte
-			out = d.text.str(appendDouble(buf[:0], math.Float64frombits(f.v)))
+			out = d.src.bytes(appendDouble(buf[:0], math.Float64frombits(f.v)))
 		case 7:
-			out = base64.StdEncoding.EncodeToString(f.b)
+			out = Str{}
+			if len(f.b) > 0 {
+				var b []byte
+				b, out = d.src.alloc(base64.StdEncoding.EncodedLen(len(f.b)))
+				base64.StdEncoding.Encode(b, f.b)
+			}
 		case 5, 6, 8:
-			return "", errFallback // arrays, maps, dictionary strings: pdata renders them
+			return Str{}, errFallback // arrays, maps, dictionary strings: pdata renders them
 		}
 	}
 	return out, it.err()
@@ -549,71 +543,4 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// text holds the bytes of strings the walker renders (hex ids, integers)
-// in large chunks that are never moved, so each string costs no
-// allocation of its own. Rows alias it like they alias the payload; reset
-// reuses the chunks once the batch's rows are gone.
-type text struct {
-	chunks [][]byte
-	cur    int
-}
-
-const textChunk = 64 << 10
-
-// alloc returns n bytes of the current chunk, moving to the next one when
-// it is full.
-func (t *text) alloc(n int) []byte {
-	if len(t.chunks) == 0 {
-		t.chunks = append(t.chunks, make([]byte, 0, max(textChunk, n)))
-	}
-	c := t.chunks[t.cur]
-	if cap(c)-len(c) < n {
-		t.cur++
-		if t.cur == len(t.chunks) {
-			t.chunks = append(t.chunks, make([]byte, 0, max(textChunk, n)))
-		}
-		c = t.chunks[t.cur]
-		if cap(c) < n { // a reused chunk too small for an outsized string
-			c = make([]byte, 0, n)
-			t.chunks[t.cur] = c
-		}
-	}
-	t.chunks[t.cur] = c[:len(c)+n]
-	return c[len(c) : len(c)+n : len(c)+n]
-}
-
-func (t *text) hex(b []byte) string {
-	out := t.alloc(2 * len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = hexDigits[c>>4], hexDigits[c&15]
-	}
-	return unsafe.String(&out[0], len(out))
-}
-
-func (t *text) int(v int64) string {
-	var buf [20]byte
-	return t.str(strconv.AppendInt(buf[:0], v, 10))
-}
-
-// str copies b in.
-func (t *text) str(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	out := t.alloc(len(b))
-	copy(out, b)
-	return unsafe.String(&out[0], len(out))
-}
-
-// reset makes every chunk reusable; the strings handed out before must no
-// longer be referenced.
-func (t *text) reset() {
-	for i := range t.chunks[:min(t.cur+1, len(t.chunks))] {
-		t.chunks[i] = t.chunks[i][:0]
-	}
-	t.cur = 0
 }

@@ -4,7 +4,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -124,8 +123,8 @@ func TestWireWalkerMatchesPdata(t *testing.T) {
 		if (fe == nil) != (re == nil) {
 			t.Fatalf("%s: errors differ: %v vs %v", tc.name, fe, re)
 		}
-		if !reflect.DeepEqual(fast.Logs, ref.Logs) {
-			t.Fatalf("%s: rows differ\nwire:  %+v\npdata: %+v", tc.name, fast.Logs, ref.Logs)
+		if !sameLogs(fast, ref) {
+			t.Fatalf("%s: rows differ\nwire:  %+v\npdata: %+v", tc.name, view(&fast.Src, &fast.Logs), view(&ref.Src, &ref.Logs))
 		}
 	}
 }
@@ -138,7 +137,7 @@ func FuzzWireWalker(f *testing.F) {
 		if (fe == nil) != (re == nil) {
 			t.Fatalf("errors differ: %v vs %v", fe, re)
 		}
-		if fe == nil && !reflect.DeepEqual(fast.Logs, ref.Logs) {
+		if fe == nil && !sameLogs(fast, ref) {
 			t.Fatalf("rows differ")
 		}
 	})
@@ -241,8 +240,8 @@ func TestStringKV(t *testing.T) {
 		{"value before key", append(kv("k", "v")[3:], kv("k", "v")[:3]...), false, "", ""},
 		{"truncated", kv("key", "value")[:7], false, "", ""},
 	} {
-		k, v, ok := stringKV(tc.p)
-		if ok != tc.ok || k != tc.k || v != tc.v {
+		kb, vb, ok := stringKV(tc.p)
+		if k, v := string(kb), string(vb); ok != tc.ok || k != tc.k || v != tc.v {
 			t.Errorf("%s: got %q, %q, %v; want %q, %q, %v", tc.name, k, v, ok, tc.k, tc.v, tc.ok)
 		}
 	}

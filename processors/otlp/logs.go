@@ -9,18 +9,18 @@ import (
 // LogRows are rows of otel_logs.
 type LogRows struct {
 	Timestamp          []int64 // unix nanoseconds
-	TraceId            []string
-	SpanId             []string
+	TraceId            []Str
+	SpanId             []Str
 	TraceFlags         []uint8
-	SeverityText       []string
+	SeverityText       []Str
 	SeverityNumber     []uint8
-	ServiceName        []string
-	Body               []string
-	ResourceSchemaUrl  []string
-	ScopeSchemaUrl     []string
-	ScopeName          []string
-	ScopeVersion       []string
-	EventName          []string
+	ServiceName        []Str
+	Body               []Str
+	ResourceSchemaUrl  []Str
+	ScopeSchemaUrl     []Str
+	ScopeName          []Str
+	ScopeVersion       []Str
+	EventName          []Str
 	ResourceAttributes SharedAttrs
 	ScopeAttributes    SharedAttrs
 	LogAttributes      Attrs
@@ -31,9 +31,7 @@ type LogRows struct {
 func (r *LogRows) Len() int { return len(r.Timestamp) }
 
 func (r *LogRows) reset() {
-	r.Timestamp, r.TraceFlags, r.SeverityNumber = r.Timestamp[:0], r.TraceFlags[:0], r.SeverityNumber[:0]
-	empty(&r.TraceId, &r.SpanId, &r.SeverityText, &r.ServiceName, &r.Body, &r.ResourceSchemaUrl, &r.ScopeSchemaUrl,
-		&r.ScopeName, &r.ScopeVersion, &r.EventName)
+	r.truncate(logsMark{})
 	r.ResourceAttributes.reset()
 	r.ScopeAttributes.reset()
 	r.LogAttributes.reset()
@@ -70,19 +68,20 @@ func (b *Batch) appendLogsPdata(f Format, p []byte) (int, error) {
 	}
 	r := &b.Logs
 	d := &b.dec
+	src := &b.Src
 	n := 0
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
-		res := d.resource(rl.Resource())
-		rschema := clean(rl.SchemaUrl())
+		res := d.resource(src, rl.Resource())
+		rschema := src.clean(rl.SchemaUrl())
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
 			sl := sls.At(j)
 			sc := sl.Scope()
-			d.flatten(&d.scopeKeys, &d.scopeVals, sc.Attributes())
+			d.flatten(src, &d.scopeKeys, &d.scopeVals, sc.Attributes())
 			d.scopeGen = d.next()
-			sname, sver, sschema := clean(sc.Name()), clean(sc.Version()), clean(sl.SchemaUrl())
+			sname, sver, sschema := src.clean(sc.Name()), src.clean(sc.Version()), src.clean(sl.SchemaUrl())
 			lrs := sl.LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
@@ -91,21 +90,21 @@ func (b *Batch) appendLogsPdata(f Format, p []byte) (int, error) {
 					ts = lr.ObservedTimestamp()
 				}
 				r.Timestamp = append(r.Timestamp, nanos(uint64(ts)))
-				r.TraceId = append(r.TraceId, traceID(lr.TraceID()))
-				r.SpanId = append(r.SpanId, spanID(lr.SpanID()))
+				r.TraceId = append(r.TraceId, traceID(src, lr.TraceID()))
+				r.SpanId = append(r.SpanId, spanID(src, lr.SpanID()))
 				r.TraceFlags = append(r.TraceFlags, uint8(lr.Flags()))
-				r.SeverityText = append(r.SeverityText, clean(lr.SeverityText()))
+				r.SeverityText = append(r.SeverityText, src.clean(lr.SeverityText()))
 				r.SeverityNumber = append(r.SeverityNumber, severity(int32(lr.SeverityNumber())))
 				r.ServiceName = append(r.ServiceName, res.service)
-				r.Body = append(r.Body, valueString(lr.Body()))
+				r.Body = append(r.Body, src.Copy(valueString(lr.Body())))
 				r.ResourceSchemaUrl = append(r.ResourceSchemaUrl, rschema)
 				r.ScopeSchemaUrl = append(r.ScopeSchemaUrl, sschema)
 				r.ScopeName = append(r.ScopeName, sname)
 				r.ScopeVersion = append(r.ScopeVersion, sver)
-				r.EventName = append(r.EventName, clean(lr.EventName()))
+				r.EventName = append(r.EventName, src.clean(lr.EventName()))
 				r.ResourceAttributes.appendRow(d.resGen, d.resKeys, d.resVals)
 				r.ScopeAttributes.appendRow(d.scopeGen, d.scopeKeys, d.scopeVals)
-				d.appendAttrs(&r.LogAttributes, lr.Attributes())
+				d.appendAttrs(src, &r.LogAttributes, lr.Attributes())
 				r.Enrichment.appendRow(res.env, res.version)
 				n++
 			}

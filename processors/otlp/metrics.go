@@ -10,16 +10,16 @@ import (
 // MetricCommon are the columns every otel_metrics_* table has.
 type MetricCommon struct {
 	ResourceAttributes    SharedAttrs
-	ResourceSchemaUrl     []string
-	ScopeName             []string
-	ScopeVersion          []string
+	ResourceSchemaUrl     []Str
+	ScopeName             []Str
+	ScopeVersion          []Str
 	ScopeAttributes       SharedAttrs
 	ScopeDroppedAttrCount []uint32
-	ScopeSchemaUrl        []string
-	ServiceName           []string
-	MetricName            []string
-	MetricDescription     []string
-	MetricUnit            []string
+	ScopeSchemaUrl        []Str
+	ServiceName           []Str
+	MetricName            []Str
+	MetricDescription     []Str
+	MetricUnit            []Str
 	Attributes            Attrs
 	StartTimeUnix         []int64
 	TimeUnix              []int64
@@ -71,8 +71,8 @@ type Exemplars struct {
 	FilteredAttributes Attrs
 	TimeUnix           []int64
 	Value              []float64
-	SpanId             []string
-	TraceId            []string
+	SpanId             []Str
+	TraceId            []Str
 }
 
 func (e *Exemplars) reset() {
@@ -83,15 +83,15 @@ func (e *Exemplars) reset() {
 func (e *Exemplars) appendRow(d *decoder, s pmetric.ExemplarSlice) {
 	for i := 0; i < s.Len(); i++ {
 		x := s.At(i)
-		d.appendAttrs(&e.FilteredAttributes, x.FilteredAttributes())
+		d.appendAttrs(d.src, &e.FilteredAttributes, x.FilteredAttributes())
 		e.TimeUnix = append(e.TimeUnix, nanos(uint64(x.Timestamp())))
 		v := x.DoubleValue()
 		if x.ValueType() == pmetric.ExemplarValueTypeInt {
 			v = float64(x.IntValue())
 		}
 		e.Value = append(e.Value, v)
-		e.SpanId = append(e.SpanId, spanID(x.SpanID()))
-		e.TraceId = append(e.TraceId, traceID(x.TraceID()))
+		e.SpanId = append(e.SpanId, spanID(d.src, x.SpanID()))
+		e.TraceId = append(e.TraceId, traceID(d.src, x.TraceID()))
 	}
 	e.Offsets = append(e.Offsets, uint64(len(e.TimeUnix)))
 }
@@ -191,9 +191,9 @@ var (
 // metricCtx is what every point of one metric repeats.
 type metricCtx struct {
 	res                           resourceInfo
-	rschema, sname, sver, sschema string
+	rschema, sname, sver, sschema Str
 	dropped                       uint32
-	name, desc, unit              string
+	name, desc, unit              Str
 }
 
 func (b *Batch) appendMetrics(f Format, p []byte) (int, error) {
@@ -208,24 +208,26 @@ func (b *Batch) appendMetrics(f Format, p []byte) (int, error) {
 		return 0, fmt.Errorf("%w: metrics: %v", ErrDecode, err)
 	}
 	d := &b.dec
+	src := &b.Src
+	d.src = src
 	n := 0
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
 		var mc metricCtx
-		mc.res = d.resource(rm.Resource())
-		mc.rschema = clean(rm.SchemaUrl())
+		mc.res = d.resource(src, rm.Resource())
+		mc.rschema = src.clean(rm.SchemaUrl())
 		sms := rm.ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			sm := sms.At(j)
 			sc := sm.Scope()
-			d.flatten(&d.scopeKeys, &d.scopeVals, sc.Attributes())
+			d.flatten(src, &d.scopeKeys, &d.scopeVals, sc.Attributes())
 			d.scopeGen = d.next()
-			mc.sname, mc.sver, mc.sschema, mc.dropped = clean(sc.Name()), clean(sc.Version()), clean(sm.SchemaUrl()), sc.DroppedAttributesCount()
+			mc.sname, mc.sver, mc.sschema, mc.dropped = src.clean(sc.Name()), src.clean(sc.Version()), src.clean(sm.SchemaUrl()), sc.DroppedAttributesCount()
 			ms := sm.Metrics()
 			for k := 0; k < ms.Len(); k++ {
 				m := ms.At(k)
-				mc.name, mc.desc, mc.unit = clean(m.Name()), clean(m.Description()), clean(m.Unit())
+				mc.name, mc.desc, mc.unit = src.clean(m.Name()), src.clean(m.Description()), src.clean(m.Unit())
 				switch m.Type() {
 				case pmetric.MetricTypeGauge:
 					n += b.appendGauge(&mc, m.Gauge().DataPoints())
@@ -257,7 +259,7 @@ func (d *decoder) common(c *MetricCommon, mc *metricCtx, attrs pcommon.Map, star
 	c.MetricName = append(c.MetricName, mc.name)
 	c.MetricDescription = append(c.MetricDescription, mc.desc)
 	c.MetricUnit = append(c.MetricUnit, mc.unit)
-	d.appendAttrs(&c.Attributes, attrs)
+	d.appendAttrs(d.src, &c.Attributes, attrs)
 	c.StartTimeUnix = append(c.StartTimeUnix, nanos(uint64(start)))
 	c.TimeUnix = append(c.TimeUnix, nanos(uint64(ts)))
 	c.Flags = append(c.Flags, flags)

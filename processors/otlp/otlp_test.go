@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
@@ -67,63 +66,11 @@ func goldenFile(t *testing.T, path string, got []byte) {
 		path, i+1, line(g), line(w))
 }
 
-// nanSafe makes NaN and Inf representable in JSON golden files.
-type nanSafe float64
-
-func (f nanSafe) MarshalJSON() ([]byte, error) {
-	v := float64(f)
-	switch {
-	case math.IsNaN(v):
-		return json.Marshal("NaN")
-	case math.IsInf(v, 1):
-		return json.Marshal("+Inf")
-	case math.IsInf(v, -1):
-		return json.Marshal("-Inf")
-	}
-	return json.Marshal(v)
-}
-
-// view makes a batch's columns JSON for golden files: structs become
-// objects of their exported fields, floats may be NaN or infinite, and
-// byte columns are numbers rather than base64.
-func view(v reflect.Value) any {
-	switch v.Kind() {
-	case reflect.Pointer:
-		return view(v.Elem())
-	case reflect.Struct:
-		m := map[string]any{}
-		for i := 0; i < v.NumField(); i++ {
-			f := v.Type().Field(i)
-			switch {
-			case !f.IsExported():
-			case f.Anonymous: // embedded columns, as encoding/json flattens them
-				for k, x := range view(v.Field(i)).(map[string]any) {
-					m[k] = x
-				}
-			default:
-				m[f.Name] = view(v.Field(i))
-			}
-		}
-		return m
-	case reflect.Slice:
-		s := make([]any, v.Len())
-		for i := range s {
-			s[i] = view(v.Index(i))
-		}
-		return s
-	case reflect.Float64:
-		return nanSafe(v.Float())
-	case reflect.Uint8:
-		return v.Uint()
-	}
-	return v.Interface()
-}
-
 // rowsJSON is every row of b as JSON. An empty column reads the same
 // whether its slice is nil or not.
 func rowsJSON(t *testing.T, b *otlp.Batch) []byte {
 	t.Helper()
-	j, err := json.Marshal(view(reflect.ValueOf(b)))
+	j, err := json.Marshal(otlp.View(&b.Src, b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +111,7 @@ func TestGolden(t *testing.T) {
 				if n == 0 || n != b.Records() {
 					t.Fatalf("Append = %d rows, batch holds %d; want every row in the %s table", n, b.Records(), tc.name)
 				}
-				j, err := json.MarshalIndent(view(reflect.ValueOf(tc.rows(b))), "", "  ")
+				j, err := json.MarshalIndent(otlp.View(&b.Src, tc.rows(b)), "", "  ")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -241,13 +188,13 @@ func TestAwkwardValues(t *testing.T) {
 	if l.Timestamp[0] != int64(observed) || l.Timestamp[1] != math.MaxInt64 || l.Timestamp[2] != 0 {
 		t.Errorf("timestamps = %v", l.Timestamp)
 	}
-	if l.ServiceName[0] != "bad\uFFFDname" {
-		t.Errorf("invalid UTF-8 not replaced: %q", l.ServiceName[0])
+	if s := b.Src.String(l.ServiceName[0]); s != "bad\uFFFDname" {
+		t.Errorf("invalid UTF-8 not replaced: %q", s)
 	}
-	if l.SeverityNumber[1] != 99 || l.Body[2] != `{"k":1}` {
-		t.Errorf("severity %d body %q", l.SeverityNumber[1], l.Body[2])
+	if body := b.Src.String(l.Body[2]); l.SeverityNumber[1] != 99 || body != `{"k":1}` {
+		t.Errorf("severity %d body %q", l.SeverityNumber[1], body)
 	}
-	if got := len(l.LogAttributes.Row(2)); got != big.Len() {
+	if got := len(l.LogAttributes.Row(&b.Src, 2)); got != big.Len() {
 		t.Errorf("huge attribute map: %d of %d keys kept", got, big.Len())
 	}
 }

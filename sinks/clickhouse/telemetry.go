@@ -109,7 +109,7 @@ func (w *TelemetryWriter) Write(ctx context.Context, b *otlp.Batch, token string
 		to := min(b.Logs.Len(), next+blockRows)
 		v := logsView(&b.Logs, next, to, &w.offsets)
 		next = to
-		return w.logs.fill(&v)
+		return w.logs.fill(&b.Src, &v)
 	}
 	moreLogs := func(context.Context) error {
 		logs.Reset()
@@ -121,11 +121,11 @@ func (w *TelemetryWriter) Write(ctx context.Context, b *otlp.Batch, token string
 	}
 	parts := []part{
 		{"otel_logs", b.Logs.Len(), func() proto.Input { logs = fillLogs(); return logs }, moreLogs},
-		{"otel_metrics_gauge", b.Gauge.Len(), func() proto.Input { return w.gauge.fill(&b.Gauge) }, nil},
-		{"otel_metrics_sum", b.Sum.Len(), func() proto.Input { return w.sum.fill(&b.Sum) }, nil},
-		{"otel_metrics_histogram", b.Histogram.Len(), func() proto.Input { return w.hist.fill(&b.Histogram) }, nil},
-		{"otel_metrics_exponential_histogram", b.ExpHistogram.Len(), func() proto.Input { return w.exp.fill(&b.ExpHistogram) }, nil},
-		{"otel_metrics_summary", b.Summary.Len(), func() proto.Input { return w.summ.fill(&b.Summary) }, nil},
+		{"otel_metrics_gauge", b.Gauge.Len(), func() proto.Input { return w.gauge.fill(&b.Src, &b.Gauge) }, nil},
+		{"otel_metrics_sum", b.Sum.Len(), func() proto.Input { return w.sum.fill(&b.Src, &b.Sum) }, nil},
+		{"otel_metrics_histogram", b.Histogram.Len(), func() proto.Input { return w.hist.fill(&b.Src, &b.Histogram) }, nil},
+		{"otel_metrics_exponential_histogram", b.ExpHistogram.Len(), func() proto.Input { return w.exp.fill(&b.Src, &b.ExpHistogram) }, nil},
+		{"otel_metrics_summary", b.Summary.Len(), func() proto.Input { return w.summ.fill(&b.Src, &b.Summary) }, nil},
 	}
 	for _, p := range parts {
 		if p.n == 0 {

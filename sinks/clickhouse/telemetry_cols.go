@@ -12,10 +12,6 @@ import (
 // copies a batch's slices in and returns the insert's input; Input.Reset
 // empties them again, keeping their memory.
 
-type strCol = proto.ColStr
-
-func lc() *proto.ColLowCardinality[string] { return new(proto.ColStr).LowCardinality() }
-
 func dt64() *proto.ColDateTime64 { return new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano) }
 
 func appendDT64(c *proto.ColDateTime64, v []int64) {
@@ -24,73 +20,34 @@ func appendDT64(c *proto.ColDateTime64, v []int64) {
 	}
 }
 
-// mapCol is a Map(LowCardinality(String), String) column with typed access
-// to its parts.
-type mapCol struct {
-	m    *proto.ColMap[string, string]
-	keys *proto.ColLowCardinality[string]
-	vals *proto.ColStr
-}
-
-func newMapCol() mapCol {
-	k, v := lc(), new(proto.ColStr)
-	return mapCol{m: proto.NewMap[string, string](k, v), keys: k, vals: v}
-}
-
-// fillShared writes a column whose rows repeat a few distinct maps.
-func (c mapCol) fillShared(a *otlp.SharedAttrs) {
-	end := uint64(len(c.keys.Values))
-	for i := range a.From {
-		k, v := a.Span(i)
-		c.keys.AppendArr(k)
-		c.vals.AppendArr(v)
-		end += uint64(len(k))
-		c.m.Offsets = append(c.m.Offsets, end)
-	}
-}
-
-func (c mapCol) fill(a *otlp.Attrs) {
-	c.keys.AppendArr(a.Keys)
-	c.vals.AppendArr(a.Values)
-	c.m.Offsets = append(c.m.Offsets, a.Offsets...)
-}
-
 // exemplarCols are the flattened Exemplars Nested columns.
 type exemplarCols struct {
-	attrs     *proto.ColArr[map[string]string]
-	attrsMap  mapCol
-	time      *proto.ColArr[time.Time]
-	timeData  *proto.ColDateTime64
-	value     *proto.ColArr[float64]
-	valueData *proto.ColFloat64
-	span      *proto.ColArr[string]
-	spanData  *proto.ColStr
-	trace     *proto.ColArr[string]
-	traceData *proto.ColStr
+	attrs, span, trace *arr
+	time               *proto.ColArr[time.Time]
+	timeData           *proto.ColDateTime64
+	value              *proto.ColArr[float64]
+	valueData          *proto.ColFloat64
 }
 
 func (e *exemplarCols) init() {
-	e.attrsMap = newMapCol()
-	e.attrs = proto.NewArray[map[string]string](e.attrsMap.m)
+	e.attrs, e.span, e.trace = &arr{data: new(attrMap)}, &arr{data: new(strs)}, &arr{data: new(strs)}
 	e.timeData = dt64()
 	e.time = proto.NewArray[time.Time](e.timeData)
 	e.valueData = new(proto.ColFloat64)
 	e.value = proto.NewArray[float64](e.valueData)
-	e.spanData, e.traceData = new(proto.ColStr), new(proto.ColStr)
-	e.span, e.trace = proto.NewArray[string](e.spanData), proto.NewArray[string](e.traceData)
 }
 
-func (e *exemplarCols) fill(x *otlp.Exemplars) proto.Input {
-	e.attrsMap.fill(&x.FilteredAttributes)
+func (e *exemplarCols) fill(src *otlp.Sources, x *otlp.Exemplars) proto.Input {
+	e.attrs.data.(*attrMap).fill(src, &x.FilteredAttributes)
 	appendDT64(e.timeData, x.TimeUnix)
 	*e.valueData = append(*e.valueData, x.Value...)
-	e.spanData.AppendArr(x.SpanId)
-	e.traceData.AppendArr(x.TraceId)
-	e.attrs.Offsets = append(e.attrs.Offsets, x.Offsets...)
+	e.span.data.(*strs).AppendArr(src, x.SpanId)
+	e.trace.data.(*strs).AppendArr(src, x.TraceId)
+	e.attrs.appendOffsets(x.Offsets)
+	e.span.appendOffsets(x.Offsets)
+	e.trace.appendOffsets(x.Offsets)
 	e.time.Offsets = append(e.time.Offsets, x.Offsets...)
 	e.value.Offsets = append(e.value.Offsets, x.Offsets...)
-	e.span.Offsets = append(e.span.Offsets, x.Offsets...)
-	e.trace.Offsets = append(e.trace.Offsets, x.Offsets...)
 	return proto.Input{
 		{Name: "Exemplars.FilteredAttributes", Data: e.attrs},
 		{Name: "Exemplars.TimeUnix", Data: e.time},
@@ -109,10 +66,10 @@ func (e *enrichCols) init() {
 	e.deployID, e.deployVersion, e.incidentID = new(lowCard), new(lowCard), new(lowCard)
 }
 
-func (e *enrichCols) fill(x *otlp.Enrichment) proto.Input {
-	e.deployID.AppendArr(x.DeployId)
-	e.deployVersion.AppendArr(x.DeployVersion)
-	e.incidentID.AppendArr(x.IncidentId)
+func (e *enrichCols) fill(src *otlp.Sources, x *otlp.Enrichment) proto.Input {
+	e.deployID.AppendArr(src, x.DeployId)
+	e.deployVersion.AppendArr(src, x.DeployVersion)
+	e.incidentID.AppendArr(src, x.IncidentId)
 	return proto.Input{
 		{Name: "DeployId", Data: e.deployID},
 		{Name: "DeployVersion", Data: e.deployVersion},
@@ -138,23 +95,23 @@ func (c *logCols) init() {
 	c.enrich.init()
 }
 
-func (c *logCols) fill(r *otlp.LogRows) proto.Input {
+func (c *logCols) fill(src *otlp.Sources, r *otlp.LogRows) proto.Input {
 	appendDT64(c.ts, r.Timestamp)
-	c.traceID.AppendArr(r.TraceId)
-	c.spanID.AppendArr(r.SpanId)
+	c.traceID.AppendArr(src, r.TraceId)
+	c.spanID.AppendArr(src, r.SpanId)
 	*c.flags = append(*c.flags, r.TraceFlags...)
-	c.sevText.AppendArr(r.SeverityText)
+	c.sevText.AppendArr(src, r.SeverityText)
 	*c.sevNum = append(*c.sevNum, r.SeverityNumber...)
-	c.service.AppendArr(r.ServiceName)
-	c.body.AppendArr(r.Body)
-	c.resSchema.AppendArr(r.ResourceSchemaUrl)
-	c.resAttrs.fillShared(&r.ResourceAttributes)
-	c.scopeSchema.AppendArr(r.ScopeSchemaUrl)
-	c.scopeName.AppendArr(r.ScopeName)
-	c.scopeVer.AppendArr(r.ScopeVersion)
-	c.scopeAttrs.fillShared(&r.ScopeAttributes)
-	c.logAttrs.fill(&r.LogAttributes)
-	c.eventName.AppendArr(r.EventName)
+	c.service.AppendArr(src, r.ServiceName)
+	c.body.AppendArr(src, r.Body)
+	c.resSchema.AppendArr(src, r.ResourceSchemaUrl)
+	c.resAttrs.fillShared(src, &r.ResourceAttributes)
+	c.scopeSchema.AppendArr(src, r.ScopeSchemaUrl)
+	c.scopeName.AppendArr(src, r.ScopeName)
+	c.scopeVer.AppendArr(src, r.ScopeVersion)
+	c.scopeAttrs.fillShared(src, &r.ScopeAttributes)
+	c.logAttrs.fill(src, &r.LogAttributes)
+	c.eventName.AppendArr(src, r.EventName)
 	in := proto.Input{
 		{Name: "Timestamp", Data: c.ts},
 		{Name: "TraceId", Data: c.traceID},
@@ -173,7 +130,7 @@ func (c *logCols) fill(r *otlp.LogRows) proto.Input {
 		{Name: "LogAttributes", Data: c.logAttrs},
 		{Name: "EventName", Data: c.eventName},
 	}
-	return append(in, c.enrich.fill(&r.Enrichment)...)
+	return append(in, c.enrich.fill(src, &r.Enrichment)...)
 }
 
 // metricCols are the columns every metric table has.
@@ -196,19 +153,19 @@ func (c *metricCols) init() {
 	c.enrich.init()
 }
 
-func (c *metricCols) fill(r *otlp.MetricCommon) proto.Input {
-	c.resAttrs.fillShared(&r.ResourceAttributes)
-	c.resSchema.AppendArr(r.ResourceSchemaUrl)
-	c.scopeName.AppendArr(r.ScopeName)
-	c.scopeVer.AppendArr(r.ScopeVersion)
-	c.scopeAttrs.fillShared(&r.ScopeAttributes)
+func (c *metricCols) fill(src *otlp.Sources, r *otlp.MetricCommon) proto.Input {
+	c.resAttrs.fillShared(src, &r.ResourceAttributes)
+	c.resSchema.AppendArr(src, r.ResourceSchemaUrl)
+	c.scopeName.AppendArr(src, r.ScopeName)
+	c.scopeVer.AppendArr(src, r.ScopeVersion)
+	c.scopeAttrs.fillShared(src, &r.ScopeAttributes)
 	*c.dropped = append(*c.dropped, r.ScopeDroppedAttrCount...)
-	c.scopeSchema.AppendArr(r.ScopeSchemaUrl)
-	c.service.AppendArr(r.ServiceName)
-	c.name.AppendArr(r.MetricName)
-	c.desc.AppendArr(r.MetricDescription)
-	c.unit.AppendArr(r.MetricUnit)
-	c.attrs.fill(&r.Attributes)
+	c.scopeSchema.AppendArr(src, r.ScopeSchemaUrl)
+	c.service.AppendArr(src, r.ServiceName)
+	c.name.AppendArr(src, r.MetricName)
+	c.desc.AppendArr(src, r.MetricDescription)
+	c.unit.AppendArr(src, r.MetricUnit)
+	c.attrs.fill(src, &r.Attributes)
 	appendDT64(c.start, r.StartTimeUnix)
 	appendDT64(c.ts, r.TimeUnix)
 	*c.flags = append(*c.flags, r.Flags...)
@@ -229,7 +186,7 @@ func (c *metricCols) fill(r *otlp.MetricCommon) proto.Input {
 		{Name: "TimeUnix", Data: c.ts},
 		{Name: "Flags", Data: c.flags},
 	}
-	return append(in, c.enrich.fill(&r.Enrichment)...)
+	return append(in, c.enrich.fill(src, &r.Enrichment)...)
 }
 
 type gaugeCols struct {
@@ -240,11 +197,11 @@ type gaugeCols struct {
 
 func (c *gaugeCols) init() { c.metricCols.init(); c.value = new(proto.ColFloat64); c.ex.init() }
 
-func (c *gaugeCols) fill(r *otlp.GaugeRows) proto.Input {
-	in := c.metricCols.fill(&r.MetricCommon)
+func (c *gaugeCols) fill(src *otlp.Sources, r *otlp.GaugeRows) proto.Input {
+	in := c.metricCols.fill(src, &r.MetricCommon)
 	*c.value = append(*c.value, r.Value...)
 	in = append(in, proto.InputColumn{Name: "Value", Data: c.value})
-	return append(in, c.ex.fill(&r.Exemplars)...)
+	return append(in, c.ex.fill(src, &r.Exemplars)...)
 }
 
 type sumCols struct {
@@ -261,8 +218,8 @@ func (c *sumCols) init() {
 	c.ex.init()
 }
 
-func (c *sumCols) fill(r *otlp.SumRows) proto.Input {
-	in := c.metricCols.fill(&r.MetricCommon)
+func (c *sumCols) fill(src *otlp.Sources, r *otlp.SumRows) proto.Input {
+	in := c.metricCols.fill(src, &r.MetricCommon)
 	*c.value = append(*c.value, r.Value...)
 	*c.temp = append(*c.temp, r.AggregationTemporality...)
 	*c.mono = append(*c.mono, r.IsMonotonic...)
@@ -270,7 +227,7 @@ func (c *sumCols) fill(r *otlp.SumRows) proto.Input {
 		proto.InputColumn{Name: "Value", Data: c.value},
 		proto.InputColumn{Name: "AggregationTemporality", Data: c.temp},
 		proto.InputColumn{Name: "IsMonotonic", Data: c.mono})
-	return append(in, c.ex.fill(&r.Exemplars)...)
+	return append(in, c.ex.fill(src, &r.Exemplars)...)
 }
 
 func u64Arr() (*proto.ColArr[uint64], *proto.ColUInt64) {
@@ -305,8 +262,8 @@ func (c *histCols) init() {
 	c.ex.init()
 }
 
-func (c *histCols) fill(r *otlp.HistogramRows) proto.Input {
-	in := c.metricCols.fill(&r.MetricCommon)
+func (c *histCols) fill(src *otlp.Sources, r *otlp.HistogramRows) proto.Input {
+	in := c.metricCols.fill(src, &r.MetricCommon)
 	*c.count = append(*c.count, r.Count...)
 	*c.sum = append(*c.sum, r.Sum...)
 	*c.bucketData = append(*c.bucketData, r.BucketCounts.Values...)
@@ -324,7 +281,7 @@ func (c *histCols) fill(r *otlp.HistogramRows) proto.Input {
 		proto.InputColumn{Name: "Min", Data: c.min},
 		proto.InputColumn{Name: "Max", Data: c.max},
 		proto.InputColumn{Name: "AggregationTemporality", Data: c.temp})
-	return append(in, c.ex.fill(&r.Exemplars)...)
+	return append(in, c.ex.fill(src, &r.Exemplars)...)
 }
 
 type expCols struct {
@@ -347,8 +304,8 @@ func (c *expCols) init() {
 	c.ex.init()
 }
 
-func (c *expCols) fill(r *otlp.ExpHistogramRows) proto.Input {
-	in := c.metricCols.fill(&r.MetricCommon)
+func (c *expCols) fill(src *otlp.Sources, r *otlp.ExpHistogramRows) proto.Input {
+	in := c.metricCols.fill(src, &r.MetricCommon)
 	*c.count = append(*c.count, r.Count...)
 	*c.sum = append(*c.sum, r.Sum...)
 	*c.scale = append(*c.scale, r.Scale...)
@@ -374,7 +331,7 @@ func (c *expCols) fill(r *otlp.ExpHistogramRows) proto.Input {
 		proto.InputColumn{Name: "Min", Data: c.min},
 		proto.InputColumn{Name: "Max", Data: c.max},
 		proto.InputColumn{Name: "AggregationTemporality", Data: c.temp})
-	return append(in, c.ex.fill(&r.Exemplars)...)
+	return append(in, c.ex.fill(src, &r.Exemplars)...)
 }
 
 type summaryCols struct {
@@ -392,8 +349,8 @@ func (c *summaryCols) init() {
 	c.qv, c.qvData = f64Arr()
 }
 
-func (c *summaryCols) fill(r *otlp.SummaryRows) proto.Input {
-	in := c.metricCols.fill(&r.MetricCommon)
+func (c *summaryCols) fill(src *otlp.Sources, r *otlp.SummaryRows) proto.Input {
+	in := c.metricCols.fill(src, &r.MetricCommon)
 	*c.count = append(*c.count, r.Count...)
 	*c.sum = append(*c.sum, r.Sum...)
 	*c.qData = append(*c.qData, r.Quantile.Values...)
