@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"math"
 	"strconv"
@@ -353,7 +354,64 @@ func (b *Batch) walkLogRecord(p []byte) error {
 	la := &r.LogAttributes
 	it := wire{p: p, want: &tRecord}
 	var f field
-	for it.next(&f) {
+	for {
+		// The fields nearly every record has, in the layout encoders
+		// write (one-byte tags and lengths), are read here without the
+		// general iterator; anything else takes it.
+		if q := it.p; len(q) >= 2 {
+			switch q[0] {
+			case 0x09, 0x59: // 1 time_unix_nano, 11 observed_time_unix_nano: fixed64
+				if len(q) < 9 {
+					break
+				}
+				v := binary.LittleEndian.Uint64(q[1:9])
+				if q[0] == 0x09 {
+					ts = v
+				} else {
+					observed = v
+				}
+				it.p = q[9:]
+				continue
+			case 0x10: // 2 severity_number: varint
+				if q[1] >= 0x80 {
+					break
+				}
+				sev, it.p = uint64(q[1]), q[2:]
+				continue
+			case 0x32: // 6 attributes
+				n := int(q[1])
+				if n >= 0x80 || 2+n > len(q) {
+					break
+				}
+				it.p = q[2+n:]
+				if err := d.keyValue(&la.Keys, &la.Values, q[2:2+n]); err != nil {
+					return err
+				}
+				continue
+			case 0x2a: // 5 body
+				n := int(q[1])
+				if n >= 0x80 || 2+n > len(q) || seenBody {
+					break
+				}
+				it.p, seenBody = q[2+n:], true
+				s, err := d.anyString(q[2 : 2+n])
+				if err != nil {
+					return err
+				}
+				body = s
+				continue
+			case 0x1a: // 3 severity_text
+				n := int(q[1])
+				if n >= 0x80 || 2+n > len(q) {
+					break
+				}
+				sevText, it.p = d.str(q[2:2+n]), q[2+n:]
+				continue
+			}
+		}
+		if !it.next(&f) {
+			break
+		}
 		switch f.num {
 		case 1:
 			ts = f.v
@@ -476,6 +534,9 @@ func stringKV(p []byte) (key, val []byte, ok bool) {
 // anyString renders an AnyValue as valueString does; arrays and maps fall
 // back to pdata.
 func (d *decoder) anyString(p []byte) (Str, error) {
+	if len(p) >= 2 && p[0] == 0x0a && p[1] < 0x80 && 2+int(p[1]) == len(p) {
+		return d.str(p[2:]), nil // a string, one-byte length: nearly every body
+	}
 	var out Str
 	it := wire{p: p, want: &tAny}
 	var f field

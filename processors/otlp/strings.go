@@ -122,13 +122,21 @@ func (c *Sources) alloc(n int) ([]byte, Str) {
 	return ch[off : off+n : off+n], Str{Src: c.curSrc, Off: uint32(off), Len: uint32(n)}
 }
 
-const hexDigits = "0123456789abcdef"
+// hexPairs holds the two lowercase hex digits of every byte value.
+var hexPairs = func() (t [512]byte) {
+	const digits = "0123456789abcdef"
+	for i := range 256 {
+		t[2*i], t[2*i+1] = digits[i>>4], digits[i&15]
+	}
+	return t
+}()
 
 // hex stores b as lowercase hex.
 func (c *Sources) hex(b []byte) Str {
 	out, ref := c.alloc(2 * len(b))
+	out = out[:2*len(b)]
 	for i, x := range b {
-		out[2*i], out[2*i+1] = hexDigits[x>>4], hexDigits[x&15]
+		copy(out[2*i:2*i+2], hexPairs[2*int(x):2*int(x)+2])
 	}
 	return ref
 }
