@@ -19,7 +19,7 @@ type Config struct {
 	InsertTimeout time.Duration `envconfig:"INSERT_TIMEOUT" default:"60s" desc:"timeout of one insert attempt"`
 	RetryMax      time.Duration `envconfig:"RETRY_MAX_INTERVAL" default:"30s" desc:"longest wait between insert retries"`
 	Aggregates    bool          `envconfig:"AGGREGATES" default:"true" desc:"publish per-minute aggregates for incident detection (off: telemetry only)"`
-	GCPercent     int           `envconfig:"GC_PERCENT" default:"50" desc:"Go GC target of a worker process (GOGC, when set, wins): 50 keeps peak memory near 200 MB with 50k-record batches for a few percent more CPU; 0 or 100 is Go's default"`
+	GCPercent     int           `envconfig:"GC_PERCENT" default:"50" desc:"Go GC target of a worker process (GOGC, when set, wins): 50 keeps peak memory near 180 MB with 50k-record batches (about 240 MB at 100) for a few percent more CPU; 0 or 100 is Go's default"`
 }
 
 // Validate checks the settings.
