@@ -565,14 +565,8 @@ func (d *decoder) anyString(p []byte) (Str, error) {
 	return out, it.err()
 }
 
-// formatDouble renders a double the way pdata's AsString does (the
-// ECMAScript number-to-string rules JSON encoders follow).
-func formatDouble(f float64) string {
-	var buf [32]byte
-	return string(appendDouble(buf[:0], f))
-}
-
-// appendDouble appends formatDouble's text to b.
+// appendDouble appends f rendered the way pdata's AsString does (the
+// ECMAScript number-to-string rules JSON encoders follow) to b.
 func appendDouble(b []byte, f float64) []byte {
 	switch {
 	case math.IsNaN(f):

@@ -48,15 +48,6 @@ func (c *Sources) String(s Str) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// Strings returns a column as Go strings (for tests and debugging).
-func (c *Sources) Strings(col []Str) []string {
-	out := make([]string, len(col))
-	for i, s := range col {
-		out[i] = c.String(s)
-	}
-	return out
-}
-
 // Equal tells whether a and b hold the same bytes.
 func (c *Sources) Equal(a, b Str) bool {
 	return a == b || bytes.Equal(c.Bytes(a), c.Bytes(b))
