@@ -14,19 +14,16 @@ package gateway
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -194,39 +191,6 @@ func (g *Gateway) authorized(header string) bool {
 		return true
 	}
 	return subtle.ConstantTimeCompare([]byte(header), []byte("Bearer "+g.cfg.Token)) == 1
-}
-
-// readBody reads the body, decompressing gzip, and refuses more than
-// MaxBodyBytes after decompression (a gzip bomb stops there).
-func (g *Gateway) readBody(r *http.Request) (*bytes.Buffer, error) {
-	var src io.Reader = r.Body
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip":
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			return nil, fail(http.StatusBadRequest, "gzip body: %v", err)
-		}
-		defer zr.Close()
-		src = zr
-	default:
-		return nil, fail(http.StatusUnsupportedMediaType, "content encoding %q not supported: use gzip or none", enc)
-	}
-	max := g.cfg.MaxBodyBytes
-	if r.ContentLength > int64(max) {
-		return nil, fail(http.StatusRequestEntityTooLarge, "body of %d bytes exceeds the limit of %d", r.ContentLength, max)
-	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	if _, err := buf.ReadFrom(io.LimitReader(src, int64(max)+1)); err != nil {
-		bufPool.Put(buf)
-		return nil, fail(http.StatusBadRequest, "reading body: %v", err)
-	}
-	if buf.Len() > max {
-		bufPool.Put(buf)
-		return nil, fail(http.StatusRequestEntityTooLarge, "body exceeds the limit of %d bytes (after decompression)", max)
-	}
-	return buf, nil
 }
 
 // bufPool recycles request bodies: a body is only needed until JetStream
