@@ -169,4 +169,3 @@ func (s *snappyBlock) Read(p []byte) (int, error) {
 	}
 	return s.out.Read(p)
 }
-
