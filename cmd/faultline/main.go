@@ -10,7 +10,7 @@
 //	faultline worker    consume OTLP from JetStream into ClickHouse; run as many as needed
 //	faultline correlator detect incidents and pin them on deploys; run one
 //	faultline dora      the four DORA keys per environment and service
-//	faultline replay    send the reference scenario through a gateway
+//	faultline replay    send the reference (or the realistic) scenario through a gateway
 //	faultline migrate   apply the ClickHouse schema and exit
 //	faultline config    list every setting (environment variables)
 //	faultline version   print the version
@@ -42,7 +42,7 @@ commands:
   worker    consume OTLP from JetStream into ClickHouse (run any number of them)
   correlator detect incidents, pin them on deploys, write deploys/incidents (run one)
   dora      print the four DORA keys and their bands (--env, --service, --since 30d, --json)
-  replay    send the reference scenario to a running gateway (--gateway URL)
+  replay    send a scenario to a running gateway (--gateway URL, --scenario reference|realistic)
   migrate   apply the ClickHouse schema migrations and exit
   config    list every setting with its environment variable and default
   version   print the version

@@ -138,6 +138,54 @@ func TestScenarioShuffledWithThreeWorkers(t *testing.T) {
 // within shuffle, with extra workers beside run's own) and returns the
 // outcome as comparable lines.
 func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int, beforeStop func()) []string {
+	var out []string
+	runStack(t, stackRun{
+		reqs:         replay.Shuffle(replay.Scenario(1), shuffle, 5),
+		extraWorkers: extraWorkers,
+		settled: func(ctx context.Context, s *stack) bool {
+			out = outcome(t, ctx, s)
+			all := strings.Join(out, "\n")
+			return len(out) >= 5 && strings.Contains(all, "catalog/production 11:02-11:15 ttr=780 suspect=v5.0.0") &&
+				strings.Contains(all, "api checkout/production 13:20-13:50")
+		},
+		inspect: func(ctx context.Context, s *stack) {
+			// Rows carry the release that was live at their time.
+			var enriched uint64
+			if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = 'checkout' AND ResourceAttributes['deployment.environment.name'] = 'production'
+				AND Timestamp >= '2026-11-01 10:10:00' AND Timestamp < '2026-11-01 10:30:00' AND DeployVersion = 'v1.1.0'`).Scan(&enriched); err != nil {
+				t.Fatal(err)
+			}
+			if enriched != 20*300 {
+				t.Errorf("%d checkout rows between +10m and +30m carry DeployVersion v1.1.0, want %d", enriched, 20*300)
+			}
+			time.Sleep(1500 * time.Millisecond) // one more flush
+			out = outcome(t, ctx, s)
+			if beforeStop != nil {
+				beforeStop()
+			}
+		},
+	})
+	return out
+}
+
+// stackRun is one run of the whole stack on a scenario.
+type stackRun struct {
+	reqs         []replay.Request
+	extraWorkers int // workers beside run's own
+	// settled reports whether the correlator has written what the test
+	// waits for; it is asked until it says so or settleWithin (default a
+	// minute) has passed.
+	settled      func(ctx context.Context, s *stack) bool
+	settleWithin time.Duration
+	// inspect reads the settled stack before it stops.
+	inspect func(ctx context.Context, s *stack)
+}
+
+// runStack starts faultline run as make run does (embedded NATS, local
+// ClickHouse, gateway, worker, correlator, admin; free ports), sends the
+// requests through the gateway, waits until every log record is in
+// ClickHouse and the run has settled, inspects it and shuts down cleanly.
+func runStack(t *testing.T, r stackRun) {
 	bin, err := chtest.Bin()
 	if err != nil {
 		t.Fatal(err)
@@ -179,21 +227,20 @@ func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int, beforeSt
 		t.Fatalf("readyz: %d %s", resp.StatusCode, body)
 	}
 
-	for i := 0; i < extraWorkers; i++ {
+	for i := 0; i < r.extraWorkers; i++ {
 		var g group
 		if err := startWorker(ctx, s, &g); err != nil {
 			t.Fatal(err)
 		}
 	}
-	reqs := replay.Shuffle(replay.Scenario(1), shuffle, 5)
 	logs := 0
-	for _, r := range reqs {
-		if r.Path == replay.PathLogs {
-			logs += r.Records
+	for _, q := range r.reqs {
+		if q.Path == replay.PathLogs {
+			logs += q.Records
 		}
 	}
 	sender := &replay.Sender{BaseURL: "http://" + s.gateway.Addr()}
-	if err := sender.Send(ctx, reqs); err != nil {
+	if err := sender.Send(ctx, r.reqs); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -214,29 +261,15 @@ func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int, beforeSt
 	if err := s.ch.QueryRow(ctx, "SELECT count() FROM otel_metrics_histogram").Scan(&points); err != nil || points == 0 {
 		t.Fatalf("histogram points: %d, %v", points, err)
 	}
-	// Rows carry the release that was live at their time.
-	var enriched uint64
-	if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = 'checkout' AND ResourceAttributes['deployment.environment.name'] = 'production'
-		AND Timestamp >= '2026-11-01 10:10:00' AND Timestamp < '2026-11-01 10:30:00' AND DeployVersion = 'v1.1.0'`).Scan(&enriched); err != nil {
-		t.Fatal(err)
-	}
-	if enriched != 20*300 {
-		t.Errorf("%d checkout rows between +10m and +30m carry DeployVersion v1.1.0, want %d", enriched, 20*300)
-	}
 	// The correlator writes within a flush interval of the last aggregate.
-	var out []string
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		out = outcome(t, ctx, s)
-		if len(out) >= 5 && strings.Contains(strings.Join(out, "\n"), "catalog/production 11:02-11:15 ttr=780 suspect=v5.0.0") &&
-			strings.Contains(strings.Join(out, "\n"), "api checkout/production 13:20-13:50") {
-			time.Sleep(1500 * time.Millisecond) // one more flush
-			out = outcome(t, ctx, s)
-			break
-		}
+	within := r.settleWithin
+	if within == 0 {
+		within = time.Minute
 	}
-	if beforeStop != nil {
-		beforeStop()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline) && !r.settled(ctx, s); {
+		time.Sleep(500 * time.Millisecond)
 	}
+	r.inspect(ctx, s)
 	cancel()
 	select {
 	case err := <-done:
@@ -246,7 +279,6 @@ func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int, beforeSt
 	case <-time.After(time.Minute):
 		t.Fatal("shutdown hung")
 	}
-	return out
 }
 
 // outcome reads incidents, change failures and DORA rows as lines.

@@ -1,9 +1,10 @@
-// Package replay builds faultline's reference scenario, a deterministic
-// day in the life of a few services, and sends it through the gateway at
-// full speed. The scenario tests replay it through the real gateway, NATS
-// and ClickHouse and check the exact incidents, suspects and DORA rows;
-// `faultline replay` sends it to a running faultline so users can see the
-// tables fill.
+// Package replay builds faultline's scenarios and sends them through the
+// gateway at full speed. Scenario is the reference, a deterministic day in
+// the life of a few services: its tests replay it through the real
+// gateway, NATS and ClickHouse and check the exact incidents, suspects and
+// DORA rows. Realistic is noisy production traffic with its ground truth,
+// and Score rates a detector's incidents against it. `faultline replay`
+// sends either to a running faultline so users can see the tables fill.
 package replay
 
 import (
