@@ -10,9 +10,9 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Expected is one real incident of the realistic scenario: the ground truth
@@ -423,51 +423,90 @@ func (g *realGen) poisson(lambda float64) int {
 	}
 }
 
+// logs adds the minute's OTLP logs request: one record per request, one
+// ResourceLogs per version. It encodes the protobuf itself: pdata builds an
+// object per record and attribute, which made the scenario take seconds to
+// build (tens under -race). The tests decode it with pdata.
 func (g *realGen) logs(at time.Time, s *realService, parts []part, reqs []request) {
 	if len(reqs) == 0 {
 		return // nothing served, nothing logged
 	}
-	ld := plog.NewLogs()
-	sls := make([]plog.ScopeLogs, len(parts))
-	made := make([]bool, len(parts))
-	for i := range reqs {
-		k := reqs[i].part
-		if !made[k] {
-			made[k] = true
-			rl := ld.ResourceLogs().AppendEmpty()
-			ra := rl.Resource().Attributes()
-			ra.PutStr("service.name", s.name)
-			ra.PutStr("service.version", parts[k].version)
-			ra.PutStr("deployment.environment.name", s.env)
-			ra.PutStr("host.name", fmt.Sprintf("%s-%s-%d", s.name, parts[k].version, g.rng.IntN(4)))
-			sls[k] = rl.ScopeLogs().AppendEmpty()
-			sls[k].Scope().SetName("go.opentelemetry.io/contrib/bridges/otelslog")
+	records := make([][]byte, len(parts)) // per part: its log_records fields
+	hosts := make([]string, len(parts))
+	var order []int // parts in order of their first request
+	attrs := func(code int64) []byte {
+		var b []byte
+		b = pbMessage(b, 6, pbKeyValue(nil, "http.request.method", pbStrValue("GET")))
+		b = pbMessage(b, 6, pbKeyValue(nil, "http.route", pbStrValue(s.route)))
+		return pbMessage(b, 6, pbKeyValue(nil, "http.response.status_code", pbIntValue(code)))
+	}
+	okAttrs, okBody := attrs(200), pbStrValue("request served")
+	errAttrs, errBodies := make([][]byte, len(parts)), make([][]byte, len(parts))
+	for k, p := range parts {
+		errAttrs[k], errBodies[k] = attrs(p.code), pbStrValue(p.errBody)
+	}
+	var rec []byte
+	for i, r := range reqs {
+		k := r.part
+		if hosts[k] == "" {
+			hosts[k] = fmt.Sprintf("%s-%s-%d", s.name, parts[k].version, g.rng.IntN(4))
+			order = append(order, k)
 		}
-		r := reqs[i]
-		lr := sls[k].LogRecords().AppendEmpty()
 		// Requests are spread over the minute in order, each at a random
 		// moment of its own slot.
-		ts := at.Add(time.Duration((float64(i) + g.rng.Float64()) / float64(len(reqs)) * float64(time.Minute)))
-		lr.SetTimestamp(pcommon.NewTimestampFromTime(ts))
-		lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(ts))
-		code := int64(200)
+		ts := uint64(at.Add(time.Duration((float64(i) + g.rng.Float64()) / float64(len(reqs)) * float64(time.Minute))).UnixNano())
+		sev, text, body, a := plog.SeverityNumberInfo, "INFO", okBody, okAttrs
 		if r.failed {
-			code = parts[k].code
-			lr.SetSeverityNumber(plog.SeverityNumberError)
-			lr.SetSeverityText("ERROR")
-			lr.Body().SetStr(parts[k].errBody)
-		} else {
-			lr.SetSeverityNumber(plog.SeverityNumberInfo)
-			lr.SetSeverityText("INFO")
-			lr.Body().SetStr("request served")
+			sev, text, body, a = plog.SeverityNumberError, "ERROR", errBodies[k], errAttrs[k]
 		}
-		a := lr.Attributes()
-		a.PutStr("http.request.method", "GET")
-		a.PutStr("http.route", s.route)
-		a.PutInt("http.response.status_code", code)
+		rec = protowire.AppendTag(rec[:0], 1, protowire.Fixed64Type) // time_unix_nano
+		rec = protowire.AppendFixed64(rec, ts)
+		rec = protowire.AppendTag(rec, 2, protowire.VarintType) // severity_number
+		rec = protowire.AppendVarint(rec, uint64(sev))
+		rec = pbString(rec, 3, text)                              // severity_text
+		rec = pbMessage(rec, 5, body)                             // body
+		rec = append(rec, a...)                                   // attributes
+		rec = protowire.AppendTag(rec, 11, protowire.Fixed64Type) // observed_time_unix_nano
+		rec = protowire.AppendFixed64(rec, ts)
+		records[k] = pbMessage(records[k], 2, rec) // ScopeLogs.log_records
 	}
-	body, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
-	g.reqs = append(g.reqs, Request{Path: PathLogs, ContentType: "application/x-protobuf", Body: body, At: at, Records: len(reqs)})
+	var out, res, rl []byte
+	for _, k := range order {
+		res = res[:0]
+		for _, kv := range [][2]string{{"service.name", s.name}, {"service.version", parts[k].version},
+			{"deployment.environment.name", s.env}, {"host.name", hosts[k]}} {
+			res = pbMessage(res, 1, pbKeyValue(nil, kv[0], pbStrValue(kv[1])))
+		}
+		rl = pbMessage(rl[:0], 1, res) // ResourceLogs.resource
+		scope := pbMessage(nil, 1, pbString(nil, 1, "go.opentelemetry.io/contrib/bridges/otelslog"))
+		rl = pbMessage(rl, 2, append(scope, records[k]...)) // ResourceLogs.scope_logs
+		out = pbMessage(out, 1, rl)                         // ExportLogsServiceRequest.resource_logs
+	}
+	g.reqs = append(g.reqs, Request{Path: PathLogs, ContentType: "application/x-protobuf", Body: out, At: at, Records: len(reqs)})
+}
+
+// Protobuf encoding of the OTLP messages logs needs.
+
+func pbString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func pbMessage(b []byte, num protowire.Number, msg []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, msg)
+}
+
+// pbKeyValue appends a KeyValue's fields: key, and value (an AnyValue).
+func pbKeyValue(b []byte, key string, value []byte) []byte {
+	return pbMessage(pbString(b, 1, key), 2, value)
+}
+
+// pbStrValue and pbIntValue are AnyValue's fields.
+func pbStrValue(s string) []byte { return pbString(nil, 1, s) }
+
+func pbIntValue(v int64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), uint64(v))
 }
 
 // histograms adds the minute's cumulative points: per live version, one

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,8 +60,29 @@ type histCounts struct {
 	buckets       []uint64 // 2xx and 5xx together
 }
 
-func decodeRealistic(t *testing.T, reqs []Request) *decoded {
+// realistic1 is Realistic(1) decoded, shared by the tests: decoding 580k
+// records with pdata takes a while under -race.
+var realistic1 struct {
+	once sync.Once
+	exp  []Expected
+	d    *decoded
+	err  error
+}
+
+func decodedRealistic1(t *testing.T) ([]Expected, *decoded) {
 	t.Helper()
+	realistic1.once.Do(func() {
+		var reqs []Request
+		reqs, realistic1.exp = Realistic(1)
+		realistic1.d, realistic1.err = decodeRealistic(reqs)
+	})
+	if realistic1.err != nil {
+		t.Fatal(realistic1.err)
+	}
+	return realistic1.exp, realistic1.d
+}
+
+func decodeRealistic(reqs []Request) (*decoded, error) {
 	d := &decoded{logs: map[versionMinute]logCounts{}, hist: map[versionMinute]*histCounts{}}
 	type prev struct {
 		start, time int64
@@ -77,7 +99,7 @@ func decodeRealistic(t *testing.T, reqs []Request) *decoded {
 		case PathLogs:
 			req := plogotlp.NewExportRequest()
 			if err := req.UnmarshalProto(r.Body); err != nil {
-				t.Fatal(err)
+				return nil, fmt.Errorf("%s at %s: %w", r.Path, r.At, err)
 			}
 			rls := req.Logs().ResourceLogs()
 			for i := 0; i < rls.Len(); i++ {
@@ -90,7 +112,7 @@ func decodeRealistic(t *testing.T, reqs []Request) *decoded {
 					lr := recs.At(j)
 					k := versionMinute{svc.Str(), env.Str(), ver.Str(), minuteOf(int64(lr.Timestamp()))}
 					if k.minute != minuteOf(r.At.UnixNano()) {
-						t.Fatalf("%s/%s record at %s sent with the minute %s", k.service, k.env, lr.Timestamp(), r.At)
+						return nil, fmt.Errorf("%s/%s record at %s sent with the minute %s", k.service, k.env, lr.Timestamp(), r.At)
 					}
 					c := d.logs[k]
 					c.total++
@@ -104,7 +126,7 @@ func decodeRealistic(t *testing.T, reqs []Request) *decoded {
 		case PathMetrics:
 			req := pmetricotlp.NewExportRequest()
 			if err := req.UnmarshalProto(r.Body); err != nil {
-				t.Fatal(err)
+				return nil, fmt.Errorf("%s at %s: %w", r.Path, r.At, err)
 			}
 			rms := req.Metrics().ResourceMetrics()
 			for i := 0; i < rms.Len(); i++ {
@@ -157,7 +179,7 @@ func decodeRealistic(t *testing.T, reqs []Request) *decoded {
 			}
 		}
 	}
-	return d
+	return d, nil
 }
 
 // window sums a service's counts over minutes [from, to), of one version
@@ -225,8 +247,7 @@ func p95(h histCounts) float64 {
 // (a canary or a rolling deploy dilutes it at the service level), else from
 // the whole service.
 func TestRealisticGroundTruth(t *testing.T) {
-	reqs, exp := Realistic(1)
-	d := decodeRealistic(t, reqs)
+	exp, d := decodedRealistic1(t)
 	minute := func(at time.Time) int { return int(at.Sub(T0) / time.Minute) }
 	for _, e := range exp {
 		t.Run(e.Name, func(t *testing.T) {
@@ -271,8 +292,7 @@ func TestRealisticGroundTruth(t *testing.T) {
 // Realistic's doc says: rates, error ratios and latencies per service and
 // phase, the traps, and logs that agree with the histograms.
 func TestRealisticCounts(t *testing.T) {
-	reqs, _ := Realistic(1)
-	d := decodeRealistic(t, reqs)
+	_, d := decodedRealistic1(t)
 	if d.records < 400_000 || d.records > 600_000 {
 		t.Errorf("%d log records, want 400k-600k", d.records)
 	}
