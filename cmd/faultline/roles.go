@@ -61,7 +61,7 @@ func startWorker(ctx context.Context, s *stack, g *group) error {
 		Log:         s.log.With("component", "worker"),
 	}
 	if s.cfg.Worker.Aggregates {
-		o.Committed = correlator.AggregatesHook(s.js, s.cfg.Correlator.Rules().MinSeverity)
+		o.Committed = correlator.AggregatesHook(s.js, s.cfg.Correlator.Rules())
 	}
 	w, err := worker.New(s.js, o)
 	if err != nil {

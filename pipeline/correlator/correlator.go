@@ -42,7 +42,7 @@ import (
 // Config is the correlator part of faultline's settings (FAULTLINE_CORRELATOR_*).
 type Config struct {
 	Threshold     float64       `envconfig:"THRESHOLD" default:"0.5" desc:"confidence at which an incident is pinned on its top suspect"`
-	RulesFile     string        `envconfig:"RULES_FILE" desc:"JSON file overriding the detection rules (min_errors, min_ratio, open_after, resolve_after, lateness, min_severity)"`
+	RulesFile     string        `envconfig:"RULES_FILE" desc:"JSON or YAML file of detection rules over the defaults: thresholds, baselines, version comparison, latency, SLOs and per-service overrides (docs/detection.md)"`
 	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"1s" desc:"how often changed rows are written to ClickHouse"`
 	GapWait       time.Duration `envconfig:"GAP_WAIT" default:"15s" desc:"how long detection waits for a telemetry message still in a worker's batch before going on without it"`
 	EarlyAfter    time.Duration `envconfig:"EARLY_AFTER" default:"10s" desc:"on live data, judge a minute this long after it ends rather than after the lateness: the incident opens provisionally and the final verdict confirms or retracts it (0: off)"`
@@ -90,11 +90,14 @@ type Store interface {
 type incident struct {
 	events.Incident
 	started, resolved time.Time
-	verdict           correlate.Verdict
-	pinned            string // deploy id
-	resolvedAlerted   bool
-	provisional       bool // opened by an early verdict, not yet confirmed
-	alerted           bool // an incident.correlated alert was raised
+	// What detection said: the rule, in words, and the version that
+	// carried the errors when versions were compared.
+	signal, reason, version string
+	verdict                 correlate.Verdict
+	pinned                  string // deploy id
+	resolvedAlerted         bool
+	provisional             bool // opened by an early verdict, not yet confirmed
+	alerted                 bool // an incident.correlated alert was raised
 }
 
 // Correlator is the single owner of detection and correlation state.
@@ -407,10 +410,14 @@ func (c *Correlator) apply(ts []detect.Transition) {
 		inc, ok := c.incidents[t.IncidentID]
 		if !ok {
 			inc = &incident{Incident: events.Incident{ID: t.IncidentID, Service: t.Service, Environment: t.Environment, Source: events.SourceDetected,
-				Title:    fmt.Sprintf("error rate of %s in %s: %d errors in %d log records", t.Service, t.Environment, t.Errors, t.Total),
-				Severity: "major"}}
+				Title: title(t), Severity: "major"}}
 			c.incidents[t.IncidentID] = inc
 			c.mIncidents.Inc()
+		}
+		if !t.Resolved {
+			// The final verdict may say it better than the early one.
+			inc.signal, inc.reason, inc.version = t.Signal, t.Reason, t.Version
+			inc.Title = title(t)
 		}
 		_, orphan := c.orphans[inc.ID]
 		confirmed := (inc.provisional || orphan) && !t.Provisional && !t.Resolved
@@ -426,12 +433,25 @@ func (c *Correlator) apply(ts []detect.Transition) {
 		switch {
 		case t.Provisional:
 			c.provKV = append(c.provKV, provOp{id: inc.ID, rec: &provisionalRecord{Incident: c.alertIncident(inc), Alerted: inc.alerted,
-				Through: t.StartedAt.Add(time.Duration(c.rules.OpenAfter) * time.Minute)}})
+				Through: t.StartedAt.Add(time.Duration(c.rules.For(t.Service, t.Environment).OpenAfter) * time.Minute)}})
 		case confirmed:
 			c.provKV = append(c.provKV, provOp{id: inc.ID})
 			delete(c.orphans, inc.ID)
 		}
 	}
+}
+
+// title names a detected incident for people: what went wrong where.
+func title(t detect.Transition) string {
+	switch t.Signal {
+	case detect.SignalVersion:
+		return fmt.Sprintf("errors of %s %s in %s, worse than the version it replaces", t.Service, t.Version, t.Environment)
+	case detect.SignalLatency:
+		return fmt.Sprintf("latency of %s in %s", t.Service, t.Environment)
+	case detect.SignalSLO:
+		return fmt.Sprintf("error budget of %s in %s burning fast", t.Service, t.Environment)
+	}
+	return fmt.Sprintf("error rate of %s in %s: %d errors in %d log records", t.Service, t.Environment, t.Errors, t.Total)
 }
 
 // provisionalRecord is what the sent bucket keeps of a provisional
@@ -553,7 +573,8 @@ func (c *Correlator) withdraw(i alert.Incident, alerted bool, suspects []alert.S
 
 // correlate re-ranks an incident's suspects and moves its pin.
 func (c *Correlator) correlate(inc *incident) {
-	v := correlate.Correlate(correlate.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, StartedAt: inc.started, ResolvedAt: inc.resolved},
+	v := correlate.Correlate(correlate.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, StartedAt: inc.started, ResolvedAt: inc.resolved,
+		FailingVersion: inc.version},
 		c.idx, c.det.VersionCounts, c.ccfg)
 	inc.verdict = v
 	newPin := ""
@@ -741,7 +762,7 @@ func (c *Correlator) publishAlerts(ctx context.Context) {
 
 func (c *Correlator) alertIncident(inc *incident) alert.Incident {
 	a := alert.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, Source: inc.Source, Title: inc.Title,
-		Severity: inc.Severity, StartedAt: inc.started, Confidence: inc.verdict.Confidence, Provisional: inc.provisional}
+		Severity: inc.Severity, Signal: inc.signalName(), DetectionReason: inc.reason, StartedAt: inc.started, Confidence: inc.verdict.Confidence, Provisional: inc.provisional}
 	if !inc.resolved.IsZero() {
 		t := inc.resolved
 		a.ResolvedAt = &t
@@ -800,9 +821,21 @@ func sortPins(p []correlate.PinnedBy) {
 	}
 }
 
+// signalName is the rule that opened a detected incident; a reported one
+// is explicit.
+func (inc *incident) signalName() string {
+	if inc.Source != events.SourceDetected {
+		return detect.SignalExplicit
+	}
+	if inc.signal == "" {
+		return detect.SignalErrors
+	}
+	return inc.signal
+}
+
 func incidentRow(inc *incident) correlate.IncidentRow {
 	r := correlate.IncidentRow{IncidentID: inc.ID, Service: inc.Service, Environment: inc.Environment, Title: inc.Title, Severity: inc.Severity,
-		Source: inc.Source, StartedAt: inc.started, Confidence: float32(inc.verdict.Confidence)}
+		Source: inc.Source, Signal: inc.signalName(), DetectionReason: inc.reason, StartedAt: inc.started, Confidence: float32(inc.verdict.Confidence)}
 	if !inc.resolved.IsZero() {
 		t := inc.resolved
 		r.ResolvedAt = &t
@@ -834,9 +867,12 @@ type aggEntry struct {
 // AggregatesHook returns a worker Committed hook that reduces each
 // committed message's log rows to per-minute aggregates and publishes them
 // under the batch token, so a re-formed batch republishes the same message
-// id and JetStream drops it.
-func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.Context, b *otlp.Batch, token string, msgs []worker.MessageRows) error {
-	agg := detect.NewAggregator(minSeverity)
+// id and JetStream drops it. Points of http.server.request.duration (the
+// 5xx rule) and of the rules' latency metrics go along as they are, with
+// their buckets mapped onto the detector's latency grid.
+func AggregatesHook(js jetstream.JetStream, rules detect.Rules) func(ctx context.Context, b *otlp.Batch, token string, msgs []worker.MessageRows) error {
+	agg := detect.NewAggregator(rules.MinSeverity)
+	pk := newPointPicker(rules)
 	return func(ctx context.Context, b *otlp.Batch, token string, msgs []worker.MessageRows) error {
 		l := &b.Logs
 		out := aggMessage{Messages: make([]aggEntry, 0, len(msgs))}
@@ -846,7 +882,10 @@ func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.
 			}
 			// Flush hands back strings aliasing the batch; they are
 			// marshalled below, before the batch is reused.
-			out.Messages = append(out.Messages, aggEntry{Seq: mr.Seq, Aggs: agg.Flush(), Points: requestPoints(&b.Src, &b.Histogram, mr.HistFrom, mr.HistTo)})
+			e := aggEntry{Seq: mr.Seq, Aggs: agg.Flush()}
+			e.Points = pk.histograms(e.Points, &b.Src, &b.Histogram, mr.HistFrom, mr.HistTo)
+			e.Points = pk.expHistograms(e.Points, &b.Src, &b.ExpHistogram, mr.ExpFrom, mr.ExpTo)
+			out.Messages = append(out.Messages, e)
 		}
 		data, err := json.Marshal(out)
 		if err != nil {
@@ -860,39 +899,95 @@ func AggregatesHook(js jetstream.JetStream, minSeverity int32) func(ctx context.
 	}
 }
 
-// requestPoints picks the http.server.request.duration points of rows
-// [from, to) for the metric rule.
-func requestPoints(src *otlp.Sources, h *otlp.HistogramRows, from, to int) []detect.Point {
-	var out []detect.Point
-	for i := from; i < to; i++ {
-		if src.String(h.MetricName[i]) != detect.RequestMetric {
-			continue
+// pointPicker picks the histogram points detection reads.
+type pointPicker struct {
+	latency map[string]bool
+}
+
+func newPointPicker(r detect.Rules) *pointPicker {
+	p := &pointPicker{latency: map[string]bool{}}
+	if r.Latency.Enabled {
+		for _, m := range r.Latency.Metrics {
+			p.latency[m] = true
 		}
-		x := xxhash.New()
-		write := func(keys, values []otlp.Str) {
-			for j := range keys {
-				_, _ = x.Write(src.Bytes(keys[j]))
-				_, _ = x.WriteString("\x00")
-				_, _ = x.Write(src.Bytes(values[j]))
-				_, _ = x.WriteString("\x00")
-			}
+	}
+	return p
+}
+
+// point starts the detect.Point of row i of a metric table: its series
+// identity (resource, scope, name and point attributes hashed) and the
+// fields every point has; ok is false for metrics detection does not read.
+func (pk *pointPicker) point(src *otlp.Sources, c *otlp.MetricCommon, i int) (p detect.Point, latency, ok bool) {
+	name := src.String(c.MetricName[i])
+	latency = pk.latency[name]
+	if name != detect.RequestMetric && !latency {
+		return p, false, false
+	}
+	x := xxhash.New()
+	write := func(keys, values []otlp.Str) {
+		for j := range keys {
+			_, _ = x.Write(src.Bytes(keys[j]))
+			_, _ = x.WriteString("\x00")
+			_, _ = x.Write(src.Bytes(values[j]))
+			_, _ = x.WriteString("\x00")
 		}
-		write(h.ResourceAttributes.Span(i))
-		_, _ = x.WriteString(src.String(h.ScopeName[i]) + "\x00" + src.String(h.MetricName[i]) + "\x00")
-		write(h.Attributes.Span(i))
-		failed := false
-		for _, kv := range h.Attributes.Row(src, i) {
+	}
+	write(c.ResourceAttributes.Span(i))
+	_, _ = x.WriteString(src.String(c.ScopeName[i]) + "\x00" + name + "\x00")
+	write(c.Attributes.Span(i))
+	failed := false
+	if name == detect.RequestMetric {
+		for _, kv := range c.Attributes.Row(src, i) {
 			if kv[0] == "http.response.status_code" || kv[0] == "http.status_code" {
 				if code, err := strconv.Atoi(kv[1]); err == nil && code >= 500 {
 					failed = true
 				}
 			}
 		}
-		out = append(out, detect.Point{
-			Series: x.Sum64(), Service: src.String(h.ServiceName[i]), Environment: src.String(h.Environment[i]), Version: src.String(h.ServiceVersion[i]),
-			Start: h.StartTimeUnix[i], Time: h.TimeUnix[i], Count: h.Count[i], Failed: failed,
-			Delta: h.AggregationTemporality[i] == 1, // AGGREGATION_TEMPORALITY_DELTA
-		})
+	}
+	return detect.Point{
+		Series: x.Sum64(), Service: src.String(c.ServiceName[i]), Environment: src.String(c.Environment[i]), Version: src.String(c.ServiceVersion[i]),
+		Start: c.StartTimeUnix[i], Time: c.TimeUnix[i], Failed: failed, LatencyOnly: name != detect.RequestMetric,
+	}, latency, true
+}
+
+// histograms appends the points of explicit-bucket histogram rows [from, to).
+func (pk *pointPicker) histograms(out []detect.Point, src *otlp.Sources, h *otlp.HistogramRows, from, to int) []detect.Point {
+	for i := from; i < to; i++ {
+		p, latency, ok := pk.point(src, &h.MetricCommon, i)
+		if !ok {
+			continue
+		}
+		p.Count = h.Count[i]
+		p.Delta = h.AggregationTemporality[i] == 1 // AGGREGATION_TEMPORALITY_DELTA
+		if scale, isDuration := detect.UnitScale(src.String(h.MetricUnit[i])); latency && isDuration {
+			var lh detect.LatHist
+			lh.AddExplicit(h.ExplicitBounds.Row(i), h.BucketCounts.Row(i), scale)
+			p.Lat = lh.Sparse()
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// expHistograms appends the latency points of exponential histogram rows
+// [from, to); the 5xx rule reads explicit histograms only.
+func (pk *pointPicker) expHistograms(out []detect.Point, src *otlp.Sources, h *otlp.ExpHistogramRows, from, to int) []detect.Point {
+	for i := from; i < to; i++ {
+		p, latency, ok := pk.point(src, &h.MetricCommon, i)
+		if !ok || !latency {
+			continue
+		}
+		scale, isDuration := detect.UnitScale(src.String(h.MetricUnit[i]))
+		if !isDuration {
+			continue
+		}
+		p.Count = h.Count[i]
+		p.Delta = h.AggregationTemporality[i] == 1
+		var lh detect.LatHist
+		lh.AddExponential(h.Scale[i], h.PositiveOffset[i], h.ZeroCount[i], h.PositiveBucketCounts.Row(i), scale)
+		p.Lat = lh.Sparse()
+		out = append(out, p)
 	}
 	return out
 }

@@ -52,19 +52,20 @@ func TestStreamOrderAndGaps(t *testing.T) {
 	defer cancel()
 	conn := chtest.Conn(t, cfg)
 
-	// Sequences 1..12 carry minutes 0..11; errors in minutes 3 and 4.
-	// Batches arrive from "workers" out of order; sequence 7 never comes
-	// (a dead-lettered message).
+	// Sequences 1..17 carry minutes 0..16; errors in minutes 8 and 9 (the
+	// first minutes of a service only teach its baseline). Batches arrive
+	// from "workers" out of order; sequence 12 never comes (a
+	// dead-lettered message).
 	entry := func(seq int) aggEntry {
 		errs := uint64(0)
-		if seq == 4 || seq == 5 {
+		if seq == 9 || seq == 10 {
 			errs = 60
 		}
 		return aggEntry{Seq: uint64(seq), Aggs: minute(seq-1, errs)}
 	}
-	publishAggs(t, ns, "b3", entry(8), entry(9), entry(10), entry(11), entry(12))
-	publishAggs(t, ns, "b2", entry(4), entry(5), entry(6))
-	publishAggs(t, ns, "b1", entry(1), entry(2), entry(3))
+	publishAggs(t, ns, "b3", entry(13), entry(14), entry(15), entry(16), entry(17))
+	publishAggs(t, ns, "b2", entry(9), entry(10), entry(11))
+	publishAggs(t, ns, "b1", entry(1), entry(2), entry(3), entry(4), entry(5), entry(6), entry(7), entry(8))
 
 	c := New(Config{Threshold: 0.5, FlushInterval: 100 * time.Millisecond, GapWait: 500 * time.Millisecond},
 		ns.JS, ns.Config, mustEventsWriter(t, conn, cfg), nil)
@@ -92,8 +93,8 @@ func TestStreamOrderAndGaps(t *testing.T) {
 			break
 		}
 	}
-	if n != 1 || s != "10:03" || r != "10:05" || v != "" {
-		t.Fatalf("incident %d rows: started %q resolved %q suspect %q; want one, 10:03-10:05, no suspect yet", n, s, r, v)
+	if n != 1 || s != "10:08" || r != "10:10" || v != "" {
+		t.Fatalf("incident %d rows: started %q resolved %q suspect %q; want one, 10:08-10:10, no suspect yet", n, s, r, v)
 	}
 
 	// The deploy event arrives late: the incident is pinned on it.

@@ -70,11 +70,13 @@ type MessageRows struct {
 	Seq              uint64
 	LogsFrom, LogsTo int
 	HistFrom, HistTo int // rows of the Histogram table
+	ExpFrom, ExpTo   int // rows of the ExpHistogram table
 }
 
 type item struct {
 	logsFrom, logsTo int
 	histFrom, histTo int
+	expFrom, expTo   int
 	seq              uint64
 	subject          string
 	hdr              nats.Header
@@ -228,13 +230,14 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		if cur.opened.IsZero() {
 			cur.opened = time.Now()
 		}
-		from, hfrom := cur.rows.Logs.Len(), cur.rows.Histogram.Len()
+		from, hfrom, efrom := cur.rows.Logs.Len(), cur.rows.Histogram.Len(), cur.rows.ExpHistogram.Len()
 		if _, err := cur.rows.Append(signalOf(w.o.NATS, m.Subject()), formatOf(m.Headers()), m.Data()); err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), w.acker(m))
 			return
 		}
 		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), ack: w.acker(m), recv: time.Now(),
-			logsFrom: from, logsTo: cur.rows.Logs.Len(), histFrom: hfrom, histTo: cur.rows.Histogram.Len()})
+			logsFrom: from, logsTo: cur.rows.Logs.Len(), histFrom: hfrom, histTo: cur.rows.Histogram.Len(),
+			expFrom: efrom, expTo: cur.rows.ExpHistogram.Len()})
 		cur.bytes += len(m.Data())
 		if cur.rows.Records() >= w.o.Config.BatchRecords || cur.bytes >= w.o.Config.BatchBytes {
 			flush()
@@ -319,14 +322,14 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 			}
 			it.subject, it.hdr, data = raw.Subject, raw.Header, raw.Data
 		}
-		it.logsFrom, it.histFrom = j.rows.Logs.Len(), j.rows.Histogram.Len()
+		it.logsFrom, it.histFrom, it.expFrom = j.rows.Logs.Len(), j.rows.Histogram.Len(), j.rows.ExpHistogram.Len()
 		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), data); err != nil {
 			// Deterministic decoding: this cannot pass the first time and
 			// fail now. Keep the stream moving all the same.
 			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, data, it.ack)
 			continue
 		}
-		it.logsTo, it.histTo = j.rows.Logs.Len(), j.rows.Histogram.Len()
+		it.logsTo, it.histTo, it.expTo = j.rows.Logs.Len(), j.rows.Histogram.Len(), j.rows.ExpHistogram.Len()
 		j.items = append(j.items, it)
 		j.bytes += len(data)
 	}
@@ -433,7 +436,8 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 	if w.o.Committed != nil {
 		msgs := make([]MessageRows, len(j.items))
 		for i, it := range j.items {
-			msgs[i] = MessageRows{Seq: it.seq, LogsFrom: it.logsFrom, LogsTo: it.logsTo, HistFrom: it.histFrom, HistTo: it.histTo}
+			msgs[i] = MessageRows{Seq: it.seq, LogsFrom: it.logsFrom, LogsTo: it.logsTo, HistFrom: it.histFrom, HistTo: it.histTo,
+				ExpFrom: it.expFrom, ExpTo: it.expTo}
 		}
 		slices.SortFunc(msgs, func(a, b MessageRows) int { return cmp.Compare(a.Seq, b.Seq) })
 		if err := w.retry(ctx, j, "after commit", func(ctx context.Context) error { return w.o.Committed(ctx, j.rows, token, msgs) }); err != nil {
@@ -549,7 +553,7 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 	j.rows.Reset()
 	kept := j.items[:0]
 	for _, it := range j.items {
-		it.logsFrom, it.histFrom = j.rows.Logs.Len(), j.rows.Histogram.Len()
+		it.logsFrom, it.histFrom, it.expFrom = j.rows.Logs.Len(), j.rows.Histogram.Len(), j.rows.ExpHistogram.Len()
 		data, err := w.payload(ctx, it.seq)
 		if err != nil {
 			w.log.Error("re-decoding a batch: message gone from the stream; leaving it out", "seq", it.seq, "err", err)
@@ -559,7 +563,7 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, data, it.ack)
 			continue
 		}
-		it.logsTo, it.histTo = j.rows.Logs.Len(), j.rows.Histogram.Len()
+		it.logsTo, it.histTo, it.expTo = j.rows.Logs.Len(), j.rows.Histogram.Len(), j.rows.ExpHistogram.Len()
 		kept = append(kept, it)
 	}
 	j.items = kept

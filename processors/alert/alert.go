@@ -40,6 +40,8 @@ type Incident struct {
 	Source               string     `json:"source"`
 	Title                string     `json:"title,omitempty"`
 	Severity             string     `json:"severity,omitempty"`
+	Signal               string     `json:"signal,omitempty"`           // the rule that opened it, or "explicit"
+	DetectionReason      string     `json:"detection_reason,omitempty"` // why, in words
 	StartedAt            time.Time  `json:"started_at"`
 	ResolvedAt           *time.Time `json:"resolved_at,omitempty"`
 	TimeToRestoreSeconds *float64   `json:"time_to_restore_seconds,omitempty"`

@@ -16,7 +16,12 @@
 //   - telemetry evidence, when the detector has per-version counts: if most
 //     errors since StartedAt carry the suspect's service.version (>= 60%)
 //     and the version live before it was clean, +0.25; if the suspect's
-//     version carried no errors while others did, -0.3.
+//     version carried no errors while others did, -0.3. An earlier deploy
+//     whose version carries the errors is scored as if it were live: the
+//     errors say it is what the service still runs;
+//   - when detection compared versions (a canary), the deploy of the
+//     failing version is the suspect the evidence names: it scores as
+//     live, and the other same-service deploys lose 0.3.
 //
 // The top candidate's score is the incident's Confidence. It is pinned on
 // the incident, and its deploy is a change failure, when Confidence >=
@@ -51,6 +56,9 @@ type Incident struct {
 	ID, Service, Environment string
 	StartedAt                time.Time
 	ResolvedAt               time.Time // zero while open
+	// FailingVersion is the version detection found worse than the one
+	// it replaces, when it compared versions; empty otherwise.
+	FailingVersion string
 }
 
 // Suspect is a ranked candidate.
@@ -84,16 +92,29 @@ func Correlate(inc Incident, idx *deploys.Index, ev Evidence, c Config) Verdict 
 		age := inc.StartedAt.Sub(d.At)
 		rec := 1 - age.Seconds()/c.SameService.Seconds()
 		s := Suspect{Deploy: d}
-		if d == live {
-			s.Score = 0.35 + 0.55*rec
+		asLive := 0.35 + 0.55*rec
+		switch {
+		case inc.FailingVersion != "" && d.Version == inc.FailingVersion:
+			s.Score = asLive + 0.25
+			s.Reason = fmt.Sprintf("%s %s went live %s before the incident started, and detection found %s failing more than the version it replaces",
+				d.Service, d.Version, round(age), d.Version)
+		case d == live:
+			s.Score = asLive
 			s.Reason = fmt.Sprintf("%s %s went live %s before the incident started", d.Service, d.Version, round(age))
-		} else {
+		default:
 			s.Score = 0.25 * rec
 			s.Reason = fmt.Sprintf("%s %s went live %s before the incident, but was replaced before it started", d.Service, d.Version, round(age))
 		}
-		if d == live && ev != nil {
-			s.Score, s.Reason = weigh(s.Score, s.Reason, inc, d, idx, ev)
+		switch {
+		case inc.FailingVersion != "" && d.Version != inc.FailingVersion:
+			if d == live {
+				s.Score -= 0.3
+				s.Reason += fmt.Sprintf("; the failing version is %s", inc.FailingVersion)
+			}
+		case inc.FailingVersion == "" && ev != nil:
+			s.Score, s.Reason = weigh(s.Score, asLive, s.Reason, inc, d, d == live, idx, ev)
 		}
+		s.Score = math.Max(0, math.Min(s.Score, 0.99))
 		out = append(out, s)
 	}
 	for _, d := range idx.Between("", inc.Environment, inc.StartedAt.Add(-c.OtherService), inc.StartedAt) {
@@ -136,8 +157,9 @@ func Correlate(inc Incident, idx *deploys.Index, ev Evidence, c Config) Verdict 
 	return v
 }
 
-// weigh adjusts a live suspect's score by which versions carried the errors.
-func weigh(score float64, reason string, inc Incident, d *deploys.Deploy, idx *deploys.Index, ev Evidence) (float64, string) {
+// weigh adjusts a suspect's score by which versions carried the errors: a
+// replaced deploy whose version carries them is scored as live (asLive).
+func weigh(score, asLive float64, reason string, inc Incident, d *deploys.Deploy, live bool, idx *deploys.Index, ev Evidence) (float64, string) {
 	after := ev(inc.Service, inc.Environment, inc.StartedAt, inc.StartedAt.Add(10*time.Minute))
 	var errs, mine uint64
 	for v, c := range after {
@@ -160,11 +182,14 @@ func weigh(score float64, reason string, inc Incident, d *deploys.Deploy, idx *d
 	}
 	switch {
 	case share >= 0.6 && prevClean:
-		score += 0.25
+		score = max(score, asLive) + 0.25
 		reason += fmt.Sprintf("; %.0f%% of the errors since then come from %s", share*100, d.Version)
 		if ok {
 			reason += fmt.Sprintf(" while %s was clean", prev.Version)
 		}
+	case !live:
+		// A replaced deploy that does not carry the errors stays where
+		// recency put it.
 	case mine == 0:
 		score -= 0.3
 		reason += fmt.Sprintf("; none of the errors come from %s", d.Version)

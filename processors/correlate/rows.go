@@ -22,12 +22,16 @@ type DeployRow struct {
 // IncidentRow is an incident's state.
 type IncidentRow struct {
 	IncidentID, Service, Environment, Title, Severity, Source string
-	StartedAt                                                 time.Time
-	ResolvedAt                                                *time.Time
-	TimeToRestoreSeconds                                      *float64
-	SuspectDeployID, SuspectVersion                           string
-	Confidence                                                float32
-	RestoredByDeployID                                        string
+	// Signal is the rule that opened a detected incident ('errors',
+	// 'latency', 'slo_burn', 'version_errors') or 'explicit' for one that
+	// was reported; DetectionReason says why in words.
+	Signal, DetectionReason         string
+	StartedAt                       time.Time
+	ResolvedAt                      *time.Time
+	TimeToRestoreSeconds            *float64
+	SuspectDeployID, SuspectVersion string
+	Confidence                      float32
+	RestoredByDeployID              string
 }
 
 // SuspectRow is one ranked candidate of an incident.

@@ -38,9 +38,6 @@ package detect
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -59,61 +56,9 @@ type Aggregate struct {
 	// http.server.request.duration histograms (the metric rule).
 	Requests uint64 `json:"r,omitempty"`
 	Failed   uint64 `json:"f,omitempty"`
-}
-
-// Rules are the detection thresholds.
-type Rules struct {
-	MinErrors    uint64        `json:"min_errors"`
-	MinRatio     float64       `json:"min_ratio"`
-	OpenAfter    int           `json:"open_after"`
-	ResolveAfter int           `json:"resolve_after"`
-	Lateness     time.Duration `json:"-"`
-	LatenessText string        `json:"lateness,omitempty"`
-	MinSeverity  int32         `json:"min_severity"`
-}
-
-// DefaultRules are contract.md's.
-func DefaultRules() Rules {
-	return Rules{MinErrors: 10, MinRatio: 0.05, OpenAfter: 2, ResolveAfter: 5, Lateness: 2 * time.Minute, MinSeverity: 17}
-}
-
-// Validate checks the rules.
-func (r Rules) Validate() error {
-	switch {
-	case r.MinErrors < 1:
-		return fmt.Errorf("min_errors must be at least 1")
-	case r.MinRatio <= 0 || r.MinRatio > 1:
-		return fmt.Errorf("min_ratio must be in (0, 1]")
-	case r.OpenAfter < 1 || r.ResolveAfter < 1:
-		return fmt.Errorf("open_after and resolve_after must be at least 1")
-	case r.Lateness < 0:
-		return fmt.Errorf("lateness must not be negative")
-	case r.MinSeverity < 1 || r.MinSeverity > 24:
-		return fmt.Errorf("min_severity must be an OTLP severity number (1-24)")
-	}
-	return nil
-}
-
-// LoadRules reads a JSON rules file over the defaults: fields it leaves out
-// keep their default.
-func LoadRules(path string) (Rules, error) {
-	r := DefaultRules()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return r, fmt.Errorf("rules file: %w", err)
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("rules file %s: %w", path, err)
-	}
-	if r.LatenessText != "" {
-		if r.Lateness, err = time.ParseDuration(r.LatenessText); err != nil {
-			return r, fmt.Errorf("rules file %s: lateness: %w", path, err)
-		}
-	}
-	if err := r.Validate(); err != nil {
-		return r, fmt.Errorf("rules file %s: %w", path, err)
-	}
-	return r, nil
+	// Lat is the minute's latency histogram, from latency metric points
+	// (Deltas.Add); nil for log aggregates.
+	Lat *LatHist `json:"-"`
 }
 
 // Aggregator reduces rows to Aggregates; workers run one per batch.
@@ -203,6 +148,10 @@ type Transition struct {
 	// Retracted withdraws a provisional opening the final verdict did not
 	// confirm.
 	Retracted bool
+	// Signal says which rule opened it (SignalErrors, SignalVersion,
+	// SignalLatency, SignalSLO), Reason says it in words, and Version is
+	// the version that carried the errors when the rule compared versions.
+	Signal, Reason, Version string
 }
 
 // IncidentID derives a detected incident's id from what identifies it.
@@ -228,6 +177,20 @@ type series struct {
 	open     *Transition
 	early    *Transition // provisional opening not yet confirmed
 	earlyEnd int64       // last bucket the provisional opening judged
+
+	rules *Rules
+	// lat holds the latency histograms of minutes not judged finally yet;
+	// latBase learns the final ordinary ones.
+	lat     map[int64]*LatHist
+	latBase latBaseline
+	// first is the minute each version was first seen: the newest of two
+	// versions serving together is the one on trial.
+	first map[string]int64
+	// Baselines of the log error ratio and the 5xx request ratio, over
+	// final minutes outside incidents and breaching runs.
+	logBase, reqBase baseline
+	slos             []*sloState
+	run              verdict // what the current breaching run is about
 }
 
 // Stats count what the detector saw.
@@ -255,7 +218,7 @@ func (d *Detector) Observe(a Aggregate) {
 	k := [2]string{a.Service, a.Environment}
 	s, ok := d.series[k]
 	if !ok {
-		s = &series{buckets: map[int64]counts{}, versions: map[string]map[int64]counts{}}
+		s = d.newSeries(a.Service, a.Environment)
 		d.series[k] = s
 	}
 	if s.judged && a.Minute < s.next {
@@ -275,6 +238,19 @@ func (d *Detector) Observe(a Aggregate) {
 	if vm == nil {
 		vm = map[int64]counts{}
 		s.versions[a.Version] = vm
+	}
+	if a.Lat != nil {
+		h := s.lat[a.Minute]
+		if h == nil {
+			h = new(LatHist)
+			s.lat[a.Minute] = h
+		}
+		for i, n := range a.Lat {
+			h[i] += n
+		}
+	}
+	if f, ok := s.first[a.Version]; !ok || a.Minute < f {
+		s.first[a.Version] = a.Minute
 	}
 	vc := vm[a.Minute]
 	vc.total += a.Total
@@ -322,6 +298,7 @@ func (d *Detector) Advance() []Transition {
 			} else if t, ok := d.judge(k, s, m, c); ok {
 				out = append(out, t)
 			}
+			delete(s.lat, m)
 			// The final verdict has passed a provisional opening's buckets
 			// without opening, and no breaching run is under way: withdraw it.
 			if e := s.early; e != nil && s.open == nil && s.breach == 0 && s.next > s.earlyEnd {
@@ -357,21 +334,28 @@ func (d *Detector) Early(now time.Time, after time.Duration) []Transition {
 		if !ok {
 			continue
 		}
-		breach, first := s.breach, s.firstBad
+		breach, first, run := s.breach, s.firstBad, s.run
 		for m := s.next; m+60 <= until && m <= last; m += 60 {
 			c, has := s.buckets[m]
-			if !has || !d.breaches(c) {
+			if !has {
+				breach = 0
+				continue
+			}
+			v := d.evaluate(s, m, c)
+			if !v.bad {
 				breach = 0
 				continue
 			}
 			if breach == 0 {
-				first = m
+				first, run = m, v
+			} else {
+				run = run.merge(v)
 			}
-			if breach++; breach < d.rules.OpenAfter {
+			if breach++; breach < s.rules.OpenAfter {
 				continue
 			}
 			if m+60 > live {
-				t := d.opening(k, s, first, m)
+				t := d.opening(k, s, first, m, run)
 				t.Provisional = true
 				s.early, s.earlyEnd = &t, m
 				out = append(out, t)
@@ -417,29 +401,30 @@ func nextBucket(b map[int64]counts) (int64, bool) {
 	return first, ok
 }
 
-// breaches applies the log rule and the metric rule (5xx ratio of
-// http.server.request.duration, same thresholds); either is enough.
-func (d *Detector) breaches(c counts) bool {
-	logs := c.errors >= d.rules.MinErrors && float64(c.errors) >= d.rules.MinRatio*float64(c.total)
-	reqs := c.failed >= d.rules.MinErrors && float64(c.failed) >= d.rules.MinRatio*float64(c.requests)
-	return logs || reqs
-}
-
 func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition, bool) {
-	bad := d.breaches(c)
+	v := d.evaluate(s, m, c)
+	defer func() {
+		// Minutes of an open incident never teach the baselines.
+		if s.open == nil {
+			s.learn(m, c, v.bad)
+		}
+		s.pushSLO(m, c)
+	}()
 	if s.open == nil {
-		if !bad {
+		if !v.bad {
 			s.breach = 0
 			return Transition{}, false
 		}
 		if s.breach == 0 {
-			s.firstBad = m
+			s.firstBad, s.run = m, v
+		} else {
+			s.run = s.run.merge(v)
 		}
 		s.breach++
-		if s.breach < d.rules.OpenAfter {
+		if s.breach < s.rules.OpenAfter {
 			return Transition{}, false
 		}
-		t := d.opening(k, s, s.firstBad, m)
+		t := d.opening(k, s, s.firstBad, m, s.run)
 		if s.early != nil {
 			// Confirms the provisional opening, under its id.
 			t.IncidentID, s.early = s.early.IncidentID, nil
@@ -447,7 +432,7 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 		s.open, s.breach, s.clean = &t, 0, 0
 		return t, true
 	}
-	if bad {
+	if v.bad {
 		s.clean = 0
 		return Transition{}, false
 	}
@@ -455,7 +440,7 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 		s.firstOK = m
 	}
 	s.clean++
-	if s.clean < d.rules.ResolveAfter {
+	if s.clean < s.rules.ResolveAfter {
 		return Transition{}, false
 	}
 	t := *s.open
@@ -465,9 +450,10 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 }
 
 // opening is the incident a breaching run from first to last opens.
-func (d *Detector) opening(k [2]string, s *series, first, last int64) Transition {
+func (d *Detector) opening(k [2]string, s *series, first, last int64, v verdict) Transition {
 	start := time.Unix(first, 0).UTC()
-	t := Transition{IncidentID: IncidentID(k[0], k[1], start), Service: k[0], Environment: k[1], StartedAt: start}
+	t := Transition{IncidentID: IncidentID(k[0], k[1], start), Service: k[0], Environment: k[1], StartedAt: start,
+		Signal: v.signal, Reason: v.reason, Version: v.version}
 	for m := first; m <= last; m += 60 {
 		for _, vm := range s.versions {
 			t.Errors += vm[m].errors + vm[m].failed

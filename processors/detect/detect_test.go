@@ -59,11 +59,13 @@ func TestRuleEdges(t *testing.T) {
 		opens   bool
 		startAt int // minute of StartedAt
 	}{
-		{"exactly 10 errors at exactly 5%", cat(repeat(3, clean), repeat(2, te{200, 10}), repeat(8, clean)), true, 3},
-		{"9 errors is not enough", cat(repeat(3, clean), repeat(2, te{100, 9}), repeat(8, clean)), false, 0},
-		{"10 errors below 5%", cat(repeat(3, clean), repeat(2, te{201, 10}), repeat(8, clean)), false, 0},
-		{"one breaching bucket does not open", cat(repeat(3, clean), repeat(1, te{100, 50}), repeat(8, clean)), false, 0},
-		{"breach, clean, breach does not open", cat(repeat(3, clean), []te{{100, 50}, clean, {100, 50}}, repeat(8, clean)), false, 0},
+		{"exactly 10 errors at exactly 5%", cat(repeat(8, clean), repeat(2, te{200, 10}), repeat(8, clean)), true, 8},
+		{"the first minutes only teach", cat(repeat(3, clean), repeat(2, te{200, 10}), repeat(8, clean)), false, 0},
+		{"9 errors is not enough", cat(repeat(8, clean), repeat(2, te{100, 9}), repeat(8, clean)), false, 0},
+		{"10 errors below 5%", cat(repeat(8, clean), repeat(2, te{201, 10}), repeat(8, clean)), false, 0},
+		{"one breaching bucket does not open", cat(repeat(8, clean), repeat(1, te{100, 50}), repeat(8, clean)), false, 0},
+		{"breach, clean, breach does not open", cat(repeat(8, clean), []te{{100, 50}, clean, {100, 50}}, repeat(8, clean)), false, 0},
+		{"erring so since first seen is its normal", repeat(20, te{200, 20}), false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A second service keeps event time moving.
@@ -98,16 +100,16 @@ func sortByMinute(a []Aggregate) []Aggregate {
 func TestResolveAfterFiveCleanAndWhenSilent(t *testing.T) {
 	clean := te{200, 0}
 	bad := te{200, 40}
-	// Errors from +2m to +6m, clean from +7m: resolves at +7m once +11m is judged.
-	aggs := sortByMinute(append(profileOf("checkout", 0, cat(repeat(2, clean), repeat(5, bad), repeat(10, clean))), profileOf("clock", 0, repeat(25, clean))...))
+	// Errors from +7m to +11m, clean from +12m: resolves at +12m once +16m is judged.
+	aggs := sortByMinute(append(profileOf("checkout", 0, cat(repeat(7, clean), repeat(5, bad), repeat(10, clean))), profileOf("clock", 0, repeat(30, clean))...))
 	tr := run(aggs)
-	if len(tr) != 2 || tr[0].Resolved || !tr[1].Resolved || !tr[0].StartedAt.Equal(t0.Add(2*time.Minute)) || !tr[1].ResolvedAt.Equal(t0.Add(7*time.Minute)) {
+	if len(tr) != 2 || tr[0].Resolved || !tr[1].Resolved || !tr[0].StartedAt.Equal(t0.Add(7*time.Minute)) || !tr[1].ResolvedAt.Equal(t0.Add(12*time.Minute)) {
 		t.Fatalf("transitions %+v", tr)
 	}
 	// A service that stops sending while failing resolves: silence is clean.
-	aggs = sortByMinute(append(profileOf("checkout", 0, repeat(3, bad)), profileOf("clock", 0, repeat(20, clean))...))
+	aggs = sortByMinute(append(profileOf("checkout", 0, cat(repeat(6, clean), repeat(3, bad))), profileOf("clock", 0, repeat(25, clean))...))
 	tr = run(aggs)
-	if len(tr) != 2 || !tr[1].Resolved || !tr[1].ResolvedAt.Equal(t0.Add(3*time.Minute)) {
+	if len(tr) != 2 || !tr[1].Resolved || !tr[1].ResolvedAt.Equal(t0.Add(9*time.Minute)) {
 		t.Fatalf("silent service: %+v", tr)
 	}
 }
@@ -220,15 +222,15 @@ func TestDeltasAndMetricRule(t *testing.T) {
 	// The metric rule alone opens an incident.
 	det := NewDetector(DefaultRules())
 	var tr []Transition
-	for m := 0; m < 12; m++ {
+	for m := 0; m < 17; m++ {
 		failed := uint64(0)
-		if m >= 3 && m < 5 {
+		if m >= 8 && m < 10 {
 			failed = 30
 		}
 		det.Observe(Aggregate{Service: "ledger", Environment: "production", Minute: t0.Add(time.Duration(m) * time.Minute).Unix(), Requests: 300, Failed: failed})
 		tr = append(tr, det.Advance()...)
 	}
-	if len(tr) != 2 || !tr[0].StartedAt.Equal(t0.Add(3*time.Minute)) || !tr[1].ResolvedAt.Equal(t0.Add(5*time.Minute)) {
+	if len(tr) != 2 || !tr[0].StartedAt.Equal(t0.Add(8*time.Minute)) || !tr[1].ResolvedAt.Equal(t0.Add(10*time.Minute)) {
 		t.Fatalf("metric rule: %+v", tr)
 	}
 }
@@ -307,6 +309,7 @@ func TestEarly(t *testing.T) {
 			}
 			for i := range got {
 				got[i].Errors, got[i].Total, got[i].Service, got[i].Environment = 0, 0, "", ""
+				got[i].Signal, got[i].Reason, got[i].Version = "", "", ""
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("transitions:\n got %+v\nwant %+v", got, tc.want)

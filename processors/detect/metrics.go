@@ -20,11 +20,17 @@ type Point struct {
 	Count       uint64 `json:"c"`
 	Failed      bool   `json:"f,omitempty"` // http.response.status_code >= 500
 	Delta       bool   `json:"d,omitempty"` // delta temporality
+	// Lat is the point's latency histogram on the grid (LatHist.Sparse),
+	// for a latency metric; LatencyOnly marks a point of a latency metric
+	// other than RequestMetric, whose count is not a request count.
+	Lat         [][2]uint64 `json:"lh,omitempty"`
+	LatencyOnly bool        `json:"lo,omitempty"`
 }
 
 type seriesState struct {
 	start, time int64
 	count       uint64
+	lat         *LatHist // the last cumulative latency histogram
 }
 
 // Deltas turns cumulative points into per-minute request counts, following
@@ -44,9 +50,15 @@ func NewDeltas() *Deltas { return &Deltas{series: map[uint64]seriesState{}} }
 // Add returns the aggregate a point contributes (zero counts when none).
 func (d *Deltas) Add(p Point) Aggregate {
 	a := Aggregate{Service: p.Service, Environment: p.Environment, Version: p.Version, Minute: floorMinute(p.Time)}
+	var cur *LatHist
+	if len(p.Lat) > 0 {
+		cur = new(LatHist)
+		cur.FromSparse(p.Lat)
+	}
 	var n uint64
+	var lat *LatHist // this point's share of the latency histogram
 	if p.Delta {
-		n = p.Count
+		n, lat = p.Count, cur
 	} else {
 		prev, seen := d.series[p.Series]
 		switch {
@@ -56,12 +68,26 @@ func (d *Deltas) Add(p Point) Aggregate {
 			return a // a repeated or older point: already counted
 		case p.Start != prev.start || p.Count < prev.count:
 			if p.Start > prev.time {
-				n = p.Count
+				n, lat = p.Count, cur
 			}
 		default:
 			n = p.Count - prev.count
+			if cur != nil && prev.lat != nil {
+				lat = new(LatHist)
+				for i := range cur {
+					if cur[i] < prev.lat[i] {
+						lat = nil // buckets went down: not a delta to trust
+						break
+					}
+					lat[i] = cur[i] - prev.lat[i]
+				}
+			}
 		}
-		d.series[p.Series] = seriesState{start: p.Start, time: p.Time, count: p.Count}
+		d.series[p.Series] = seriesState{start: p.Start, time: p.Time, count: p.Count, lat: cur}
+	}
+	a.Lat = lat
+	if p.LatencyOnly {
+		return a
 	}
 	a.Requests = n
 	if p.Failed {

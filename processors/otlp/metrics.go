@@ -47,6 +47,15 @@ type U64Arrays struct {
 }
 
 func (a *U64Arrays) reset() { a.Values, a.Offsets = a.Values[:0], a.Offsets[:0] }
+
+// Row returns row i's array, aliasing the column.
+func (a *U64Arrays) Row(i int) []uint64 {
+	from := uint64(0)
+	if i > 0 {
+		from = a.Offsets[i-1]
+	}
+	return a.Values[from:a.Offsets[i]]
+}
 func (a *U64Arrays) appendRow(v []uint64) {
 	a.Values = append(a.Values, v...)
 	a.Offsets = append(a.Offsets, uint64(len(a.Values)))
@@ -59,6 +68,15 @@ type F64Arrays struct {
 }
 
 func (a *F64Arrays) reset() { a.Values, a.Offsets = a.Values[:0], a.Offsets[:0] }
+
+// Row returns row i's array, aliasing the column.
+func (a *F64Arrays) Row(i int) []float64 {
+	from := uint64(0)
+	if i > 0 {
+		from = a.Offsets[i-1]
+	}
+	return a.Values[from:a.Offsets[i]]
+}
 func (a *F64Arrays) appendRow(v []float64) {
 	a.Values = append(a.Values, v...)
 	a.Offsets = append(a.Offsets, uint64(len(a.Values)))

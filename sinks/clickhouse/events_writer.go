@@ -58,12 +58,12 @@ func (w *EventsWriter) Write(ctx context.Context, ds []correlate.DeployRow, is [
 		}
 	}
 	if len(is) > 0 {
-		b, err := w.conn.PrepareBatch(ctx, "INSERT INTO incidents (IncidentId, Service, Environment, Title, Severity, Source, StartedAt, ResolvedAt, TimeToRestoreSeconds, SuspectDeployId, SuspectVersion, Confidence, RestoredByDeployId, UpdatedAt)")
+		b, err := w.conn.PrepareBatch(ctx, "INSERT INTO incidents (IncidentId, Service, Environment, Title, Severity, Source, Signal, DetectionReason, StartedAt, ResolvedAt, TimeToRestoreSeconds, SuspectDeployId, SuspectVersion, Confidence, RestoredByDeployId, UpdatedAt)")
 		if err != nil {
 			return fmt.Errorf("incidents: %w", err)
 		}
 		for _, i := range is {
-			if err := b.Append(i.IncidentID, i.Service, i.Environment, i.Title, i.Severity, i.Source, i.StartedAt, i.ResolvedAt, i.TimeToRestoreSeconds,
+			if err := b.Append(i.IncidentID, i.Service, i.Environment, i.Title, i.Severity, i.Source, i.Signal, i.DetectionReason, i.StartedAt, i.ResolvedAt, i.TimeToRestoreSeconds,
 				i.SuspectDeployID, i.SuspectVersion, i.Confidence, i.RestoredByDeployID, at); err != nil {
 				return fmt.Errorf("incidents: %w", err)
 			}

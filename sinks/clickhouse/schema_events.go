@@ -116,5 +116,16 @@ FROM (
 	FROM {{.DB}}.incidents FINAL
 )
 GROUP BY Environment, Service`}},
+		// Which rule opened a detected incident, and why in words. Rows
+		// written before this migration read as 'errors' (the one rule
+		// then) or 'explicit'.
+		Migration{Version: 25, Name: "incidents signal and detection reason", Stmts: []string{`
+ALTER TABLE {{.DB}}.{{local "incidents"}}{{.OnCluster}}
+	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
+	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal`,
+			`{{if ne (local "incidents") "incidents"}}
+ALTER TABLE {{.DB}}.incidents{{.OnCluster}}
+	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
+	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal{{end}}`}},
 	)
 }

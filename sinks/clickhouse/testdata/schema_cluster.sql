@@ -381,3 +381,14 @@ FROM (
 )
 GROUP BY Environment, Service;
 
+-- 25 incidents signal and detection reason
+
+ALTER TABLE `faultline`.incidents_local ON CLUSTER `prod`
+	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
+	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal;
+
+
+ALTER TABLE `faultline`.incidents ON CLUSTER `prod`
+	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
+	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal;
+

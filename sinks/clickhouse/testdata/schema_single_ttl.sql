@@ -341,3 +341,9 @@ FROM (
 )
 GROUP BY Environment, Service;
 
+-- 25 incidents signal and detection reason
+
+ALTER TABLE `faultline`.incidents
+	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
+	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal;
+
