@@ -90,6 +90,11 @@ func TestSecretForms(t *testing.T) {
 	if err := Verify("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", specHeaders(raw, specTimestamp), []byte(specPayload), time.Unix(specTimestamp, 0)); err != nil {
 		t.Fatal(err)
 	}
+	// The README's shell recipe for a raw secret:
+	// printf '%s.%s.%s' "$ID" "$TS" "$BODY" | openssl dgst -sha256 -hmac change-me -binary | base64
+	if sig, _ := Sign("change-me", specMsgID, time.Unix(specTimestamp, 0), []byte(specPayload)); sig != "v1,FnoF8IzNDRiWCLBPgukVa7W/XFSOF1E5Z+KA0Iji2L8=" {
+		t.Fatalf("raw secret: %s, openssl says v1,FnoF8IzNDRiWCLBPgukVa7W/XFSOF1E5Z+KA0Iji2L8=", sig)
+	}
 	for _, bad := range []string{"whsec_", "whsec_not base64!"} {
 		if _, err := Sign(bad, "id", time.Now(), nil); err == nil {
 			t.Errorf("%q accepted", bad)
