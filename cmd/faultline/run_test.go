@@ -84,7 +84,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.seen == nil {
 		h.seen = map[string]string{}
 	}
-	if !webhook.Verify("hook-secret", body, r.Header.Get("X-Faultline-Signature")) {
+	if webhook.Verify("hook-secret", r.Header, body, time.Now()) != nil {
 		h.bad++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -100,7 +100,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		line += " " + ev.Incident.Source + " " + ev.Incident.Service
 	}
-	h.seen[r.Header.Get("X-Faultline-Delivery")] = line
+	h.seen[r.Header.Get(webhook.HeaderID)] = line
 }
 
 func (h *hookReceiver) list() []string {

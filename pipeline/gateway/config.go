@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/faultline-dev/faultline/processors/events"
 )
 
 // Config is the gateway part of faultline's settings (FAULTLINE_GATEWAY_*).
@@ -17,6 +19,12 @@ type Config struct {
 	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with 429 and 503"`
 	ServiceLabel   string        `envconfig:"ALERTMANAGER_SERVICE_LABEL" default:"service" desc:"Alertmanager label naming the service"`
 	EnvLabel       string        `envconfig:"ALERTMANAGER_ENVIRONMENT_LABEL" default:"environment" desc:"Alertmanager label naming the environment"`
+
+	// Incident tools (PagerDuty webhooks, Grafana alerting).
+	PagerDutySecret      string `envconfig:"PAGERDUTY_SECRET" desc:"signing secret of the PagerDuty v3 webhook subscription; set, /v1/pagerduty refuses deliveries whose X-PagerDuty-Signature does not match (401)"`
+	PagerDutyServices    string `envconfig:"PAGERDUTY_SERVICES" desc:"PagerDuty service id or name = faultline service, comma-separated (PF9KMXH=checkout,API Service=api); unmapped services keep their PagerDuty name"`
+	PagerDutyEnvironment string `envconfig:"PAGERDUTY_ENVIRONMENT" default:"production" desc:"environment of PagerDuty incidents (empty: production)"`
+	GrafanaToken         string `envconfig:"GRAFANA_TOKEN" desc:"credential /v1/grafana also accepts: the contact point's Authorization header credentials (Bearer) or its basic auth password"`
 }
 
 // Validate checks the settings.
@@ -40,6 +48,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FAULTLINE_GATEWAY_RETRY_AFTER: at least 1s")
 	case c.ServiceLabel == "" || c.EnvLabel == "":
 		return fmt.Errorf("FAULTLINE_GATEWAY_ALERTMANAGER_*_LABEL: must not be empty")
+	}
+	if _, err := events.ParseServiceMap(c.PagerDutyServices); err != nil {
+		return fmt.Errorf("FAULTLINE_GATEWAY_PAGERDUTY_SERVICES: %w", err)
 	}
 	return nil
 }

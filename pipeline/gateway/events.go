@@ -21,7 +21,7 @@ func eventError(err error) error {
 }
 
 func requireJSON(r *http.Request) error {
-	if ct := contentType(r); ct != ctJSON && ct != "application/cloudevents+json" && ct != "" {
+	if ct := contentType(r); ct != ctJSON && ct != events.ContentTypeCloudEvents && ct != events.ContentTypeCDEvents && ct != "" {
 		return fail(http.StatusUnsupportedMediaType, "content type %q not supported: use application/json", r.Header.Get("Content-Type"))
 	}
 	return nil
@@ -85,17 +85,11 @@ func (g *Gateway) incidents(w http.ResponseWriter, r *http.Request, body []byte)
 	return accept(g, w, r, body, events.ParseIncidents, g.publishIncidents)
 }
 
-func (g *Gateway) alertmanager(w http.ResponseWriter, r *http.Request, body []byte) error {
-	labels := events.LabelConfig{Service: g.cfg.ServiceLabel, Environment: g.cfg.EnvLabel}
-	parse := func(b []byte) ([]events.Incident, error) { return events.FromAlertmanager(b, labels) }
-	return accept(g, w, r, body, parse, g.publishIncidents)
-}
-
 func (g *Gateway) cdevents(w http.ResponseWriter, r *http.Request, body []byte) error {
 	if err := requireJSON(r); err != nil {
 		return err
 	}
-	d, inc, err := events.FromCDEvent(body)
+	d, inc, err := events.FromCDEventHTTP(r.Header, body)
 	if err != nil {
 		return eventError(err)
 	}

@@ -65,6 +65,8 @@ func New(c Config, js jetstream.JetStream, n broker.Config, log *slog.Logger) (*
 	mux.Handle("/v1/incidents", g.endpoint("incidents", g.incidents))
 	mux.Handle("/v1/alertmanager", g.endpoint("alertmanager", g.alertmanager))
 	mux.Handle("/v1/cdevents", g.endpoint("cdevents", g.cdevents))
+	mux.Handle("/v1/pagerduty", g.endpoint("pagerduty", g.pagerduty))
+	mux.Handle("/v1/grafana", g.endpointAuth("grafana", g.grafana, g.grafanaAuthorized))
 	g.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -151,10 +153,16 @@ type handler func(w http.ResponseWriter, r *http.Request, body []byte) error
 // endpoint wraps a handler with what every endpoint needs: method, auth,
 // body reading with decompression and size limit, metrics and errors.
 func (g *Gateway) endpoint(name string, h handler) http.Handler {
+	return g.endpointAuth(name, h, g.authorized)
+}
+
+// endpointAuth is endpoint with its own check of the Authorization header,
+// for senders that authenticate their own way.
+func (g *Gateway) endpointAuth(name string, h handler, authorized func(header string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-		err := g.serve(rec, r, h)
+		err := g.serve(rec, r, h, authorized)
 		code := rec.code
 		if err != nil {
 			var st *status
@@ -169,12 +177,12 @@ func (g *Gateway) endpoint(name string, h handler) http.Handler {
 	})
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, h handler) error {
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, h handler, authorized func(string) bool) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return fail(http.StatusMethodNotAllowed, "method %s not allowed: use POST", r.Method)
 	}
-	if !g.authorized(r.Header.Get("Authorization")) {
+	if !authorized(r.Header.Get("Authorization")) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="faultline"`)
 		return fail(http.StatusUnauthorized, "missing or wrong bearer token")
 	}

@@ -217,7 +217,7 @@ func TestEventEndpoints(t *testing.T) {
 	if err := json.Unmarshal(raw.Data, &inc); err != nil {
 		t.Fatal(err)
 	}
-	if inc.ID != "am-f00d" || inc.Service != "payments" || inc.Source != "alertmanager" || inc.Status != "open" || inc.Severity != "critical" {
+	if inc.ID != "am-f00d-1793527500" || inc.Service != "payments" || inc.Source != "alertmanager" || inc.Status != "open" || inc.Severity != "critical" {
 		t.Fatalf("alertmanager incident stored as %+v", inc)
 	}
 	raw, _ = s.GetLastMsgForSubject(context.Background(), broker.DeploysSubject)

@@ -11,7 +11,7 @@
 // target's max age, or at once for any other 4xx, it goes to
 // faultline.dlq.webhook with the target and last error in headers.
 // Receivers drop the rare repeat (a crash between delivery and ack) by
-// X-Faultline-Delivery.
+// webhook-id (the event id; PagerDuty targets by dedup key).
 package notify
 
 import (

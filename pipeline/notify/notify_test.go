@@ -39,8 +39,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Header.Get("Content-Type") != "application/json" || req.Header.Get("X-Faultline-Timestamp") == "" {
 		r.t.Errorf("headers: %v", req.Header)
 	}
-	if !webhook.Verify(r.secret, body, req.Header.Get("X-Faultline-Signature")) {
-		r.t.Errorf("bad signature %q", req.Header.Get("X-Faultline-Signature"))
+	if err := webhook.Verify(r.secret, req.Header, body, time.Now()); err != nil {
+		r.t.Errorf("signature %q: %v", req.Header.Get(webhook.HeaderSignature), err)
+	}
+	if !webhook.LegacyVerify(r.secret, body, req.Header.Get("X-Faultline-Signature")) {
+		r.t.Errorf("bad legacy signature %q", req.Header.Get("X-Faultline-Signature"))
 	}
 	time.Sleep(r.delay)
 	if r.status != 0 {
@@ -56,8 +59,8 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err := json.Unmarshal(body, &ev); err != nil {
 		r.t.Errorf("body: %v", err)
 	}
-	if ev.ID != req.Header.Get("X-Faultline-Delivery") {
-		r.t.Errorf("delivery id %q, body id %q", req.Header.Get("X-Faultline-Delivery"), ev.ID)
+	if ev.ID != req.Header.Get(webhook.HeaderID) || ev.ID != req.Header.Get("X-Faultline-Delivery") {
+		r.t.Errorf("delivery id %q, body id %q", req.Header.Get(webhook.HeaderID), ev.ID)
 	}
 	r.mu.Lock()
 	if !r.seen[ev.ID] { // receivers drop repeats by delivery id

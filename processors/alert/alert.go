@@ -1,5 +1,5 @@
 // Package alert defines the alert events faultline sends when it pins a
-// failure on a deploy: the webhook body of contract.md, with ids that are
+// failure on a deploy: the body of its webhooks (README), with ids that are
 // stable for a fact (re-deriving the same fact after a restart gives the
 // same id; a different top suspect is a different fact).
 package alert

@@ -1,6 +1,8 @@
 // Package events defines faultline's native deploy and incident events (the
-// JSON of contract.md), validates them field by field, derives stable ids,
-// and normalizes Alertmanager and CDEvents payloads into them.
+// JSON the gateway accepts), validates them field by field, derives stable
+// ids, and normalizes other tools' payloads into them: Alertmanager,
+// Grafana alerting, PagerDuty webhooks and CDEvents (plain or CloudEvents),
+// one file per source.
 package events
 
 import (
@@ -47,8 +49,8 @@ type Incident struct {
 	Timestamp   time.Time `json:"timestamp"`
 	Title       string    `json:"title,omitempty"`
 	Severity    string    `json:"severity,omitempty"` // "critical" | "major" | "minor"
-	// Source says where it came from: api, alertmanager, cdevents or
-	// detected. Set by the gateway, not by callers.
+	// Source says where it came from: api, alertmanager, grafana,
+	// pagerduty, cdevents or detected. Set by the gateway, not by callers.
 	Source string `json:"source,omitempty"`
 }
 
@@ -63,6 +65,8 @@ const (
 	SourceAPI       = "api"
 	SourceAM        = "alertmanager"
 	SourceCDEvents  = "cdevents"
+	SourceGrafana   = "grafana"
+	SourcePD        = "pagerduty"
 	SourceDetected  = "detected"
 	maxFieldLen     = 1024
 	maxAttributes   = 64

@@ -52,10 +52,13 @@ func TestCDEventsAndAlertmanager(t *testing.T) {
 	if err != nil || inc.Status != StatusResolved || inc.Service != "payments" || inc.ID != "INC-9" {
 		t.Fatalf("%+v %v", inc, err)
 	}
-	is, err := FromAlertmanager([]byte(`{"version":"4","alerts":[{"status":"resolved","labels":{"app":"a","env":"p"},"startsAt":"2026-11-01T10:00:00Z","endsAt":"2026-11-01T10:05:00Z","fingerprint":"f"}]}`),
+	as, err := FromAlertmanager([]byte(`{"version":"4","alerts":[{"status":"resolved","labels":{"app":"a","env":"p"},"startsAt":"2026-11-01T10:00:00Z","endsAt":"2026-11-01T10:05:00Z","fingerprint":"f"}]}`),
 		LabelConfig{Service: "app", Environment: "env"})
-	if err != nil || is[0].Status != StatusResolved || !is[0].Timestamp.Equal(time.Date(2026, 11, 1, 10, 5, 0, 0, time.UTC)) || is[0].ID != "am-f" {
-		t.Fatalf("%+v %v", is, err)
+	if err != nil || len(as.Incidents) != 1 {
+		t.Fatalf("%+v %v", as, err)
+	}
+	if is := as.Incidents; is[0].Status != StatusResolved || !is[0].Timestamp.Equal(time.Date(2026, 11, 1, 10, 5, 0, 0, time.UTC)) || is[0].ID != "am-f-1793527200" {
+		t.Fatalf("%+v", is)
 	}
 }
 
@@ -97,12 +100,8 @@ func FuzzNormalize(f *testing.F) {
 	f.Add([]byte(`{"version":"4","alerts":[{"status":"firing","labels":{"service":"s","environment":"p"},"startsAt":"2026-11-01T10:00:00Z","fingerprint":"f"}]}`))
 	f.Add([]byte(`{"context":{"type":"dev.cdevents.service.deployed.0.3.0","timestamp":"2026-11-01T10:00:00Z"},"subject":{"content":{"environment":{"id":"p"},"artifactId":"pkg:oci/a@1"}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if is, err := FromAlertmanager(b, LabelConfig{}); err == nil {
-			for _, i := range is {
-				if i.Service == "" || i.Environment == "" || i.ID == "" {
-					t.Fatalf("accepted %+v", i)
-				}
-			}
+		if as, err := FromAlertmanager(b, LabelConfig{}); err == nil {
+			checkAlerts(t, as)
 		}
 		if d, inc, err := FromCDEvent(b); err == nil && d == nil && inc == nil {
 			t.Fatal("no event and no error")

@@ -8,83 +8,6 @@ import (
 	"time"
 )
 
-// LabelConfig names the Alertmanager labels that carry the service and the
-// environment.
-type LabelConfig struct {
-	Service     string // default "service"
-	Environment string // default "environment"
-}
-
-type amPayload struct {
-	Version string    `json:"version"`
-	Alerts  []amAlert `json:"alerts"`
-}
-
-type amAlert struct {
-	Status      string            `json:"status"`
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	StartsAt    time.Time         `json:"startsAt"`
-	EndsAt      time.Time         `json:"endsAt"`
-	Fingerprint string            `json:"fingerprint"`
-}
-
-// FromAlertmanager turns an Alertmanager webhook (version 4) into incident
-// events, one per alert: the id comes from the fingerprint, a firing alert
-// opens at startsAt and a resolved one resolves at endsAt.
-func FromAlertmanager(body []byte, lc LabelConfig) ([]Incident, error) {
-	if lc.Service == "" {
-		lc.Service = "service"
-	}
-	if lc.Environment == "" {
-		lc.Environment = "environment"
-	}
-	var p amPayload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
-	}
-	if p.Version != "4" {
-		return nil, &FieldError{Field: "version", Msg: fmt.Sprintf("%q: only Alertmanager webhook version 4 is supported", p.Version)}
-	}
-	if len(p.Alerts) == 0 {
-		return nil, &FieldError{Field: "alerts", Msg: "is empty"}
-	}
-	out := make([]Incident, 0, len(p.Alerts))
-	for i, a := range p.Alerts {
-		fe := func(field, msg string) error { return &FieldError{Index: i, Field: "alerts[].." + field, Msg: msg} }
-		if a.Fingerprint == "" {
-			return nil, fe("fingerprint", "is required")
-		}
-		inc := Incident{
-			ID:          "am-" + a.Fingerprint,
-			Service:     a.Labels[lc.Service],
-			Environment: a.Labels[lc.Environment],
-			Title:       firstNonEmpty(a.Annotations["summary"], a.Annotations["description"], a.Labels["alertname"]),
-			Severity:    severity(a.Labels["severity"]),
-			Source:      SourceAM,
-		}
-		if inc.Service == "" {
-			return nil, fe("labels."+lc.Service, "the service label is missing")
-		}
-		if inc.Environment == "" {
-			return nil, fe("labels."+lc.Environment, "the environment label is missing")
-		}
-		switch a.Status {
-		case "firing":
-			inc.Status, inc.Timestamp = StatusOpen, a.StartsAt.UTC()
-		case "resolved":
-			inc.Status, inc.Timestamp = StatusResolved, a.EndsAt.UTC()
-		default:
-			return nil, fe("status", fmt.Sprintf("%q is not firing or resolved", a.Status))
-		}
-		if inc.Timestamp.Year() < 1970 {
-			return nil, fe("startsAt/endsAt", "missing for the alert's status")
-		}
-		out = append(out, inc)
-	}
-	return out, nil
-}
-
 func severity(s string) string {
 	switch strings.ToLower(s) {
 	case "critical", "page", "p1":
@@ -139,6 +62,10 @@ func FromCDEvent(body []byte) (*Deploy, *Incident, error) {
 	if err := json.Unmarshal(body, &e); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrSyntax, err)
 	}
+	return fromCDEvent(&e)
+}
+
+func fromCDEvent(e *cdEvent) (*Deploy, *Incident, error) {
 	kind, ok := cdKind(e.Context.Type)
 	if !ok {
 		return nil, nil, &FieldError{Field: "context.type", Msg: fmt.Sprintf("%q is not a supported CDEvents type (dev.cdevents.service.deployed|upgraded|rolledback, dev.cdevents.incident.detected|reported|resolved; versions 0.2.0 and 0.3.0)", e.Context.Type)}
@@ -172,6 +99,9 @@ func FromCDEvent(body []byte) (*Deploy, *Incident, error) {
 		id := e.Subject.ID
 		if id == "" {
 			return nil, nil, &FieldError{Field: "subject.id", Msg: "is required for incidents"}
+		}
+		if len(id) > maxFieldLen || !printable(id) {
+			return nil, nil, &FieldError{Field: "subject.id", Msg: "must be printable, at most 1024 bytes"}
 		}
 		inc := Incident{ID: id, Service: service, Environment: env, Status: StatusOpen, Timestamp: ts,
 			Title: e.Subject.Content.Description, Source: SourceCDEvents}

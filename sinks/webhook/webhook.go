@@ -1,10 +1,17 @@
-// Package webhook delivers alert events to HTTP endpoints: the event JSON
-// or a Slack message, signed with HMAC-SHA256 so receivers can verify it
-// came from faultline and drop repeats by delivery id.
+// Package webhook delivers alert events to HTTP endpoints: the event JSON,
+// a Slack message or a PagerDuty Events API v2 event, signed per the
+// Standard Webhooks specification so receivers can verify it came from
+// faultline, refuse replays and drop repeats by id.
 //
 // Every request: POST, Content-Type application/json, and
 //
-//	X-Faultline-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the target's secret>
+//	webhook-id:        <event id>
+//	webhook-timestamp: <unix seconds>
+//	webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<raw body>"> (with a secret)
+//
+// and, deprecated, kept for one release for receivers that check them:
+//
+//	X-Faultline-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the target's secret as is>
 //	X-Faultline-Timestamp: <unix seconds>
 //	X-Faultline-Delivery:  <event id>
 package webhook
@@ -34,7 +41,7 @@ import (
 type Config struct {
 	URL         string        `envconfig:"URL" desc:"one JSON target: where alerts are POSTed"`
 	Secret      string        `envconfig:"SECRET" desc:"HMAC secret of FAULTLINE_WEBHOOK_URL"`
-	TargetsFile string        `envconfig:"TARGETS_FILE" desc:"JSON file of targets (name, url, secret, format json|slack, environments, services, min_confidence, types, timeout, max_age)"`
+	TargetsFile string        `envconfig:"TARGETS_FILE" desc:"JSON file of targets (name, url, secret, format json|slack|pagerduty, routing_key, environments, services, min_confidence, types, timeout, max_age)"`
 	BaseURL     string        `envconfig:"BASE_URL" desc:"base of the links put in alerts, e.g. a Grafana dashboard URL"`
 	Timeout     time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one delivery attempt"`
 	MaxAge      time.Duration `envconfig:"MAX_AGE" default:"1h" desc:"how long a failing delivery is retried before it is dead-lettered"`
@@ -45,7 +52,8 @@ type Target struct {
 	Name          string   `json:"name"`
 	URL           string   `json:"url"`
 	Secret        string   `json:"secret"`
-	Format        string   `json:"format"` // json | slack
+	Format        string   `json:"format"`                // json | slack | pagerduty
+	RoutingKey    string   `json:"routing_key,omitempty"` // pagerduty: the Events API v2 integration key
 	Environments  []string `json:"environments,omitempty"`
 	Services      []string `json:"services,omitempty"`
 	Types         []string `json:"types,omitempty"`
@@ -101,6 +109,9 @@ func (c *Config) Targets() ([]Target, error) {
 		if t.MaxAge == 0 {
 			t.MaxAge = Duration(c.MaxAge)
 		}
+		if t.URL == "" && t.Format == "pagerduty" {
+			t.URL = PagerDutyURL
+		}
 		u, err := url.Parse(t.URL)
 		switch {
 		case t.Name == "" || strings.ContainsAny(t.Name, " .*>"):
@@ -111,10 +122,15 @@ func (c *Config) Targets() ([]Target, error) {
 			return nil, fmt.Errorf("webhook target %q: url %q is not an http(s) URL", t.Name, t.URL)
 		case t.Secret == "" && t.Format == "json":
 			return nil, fmt.Errorf("webhook target %q: a secret is required to sign deliveries (FAULTLINE_WEBHOOK_SECRET)", t.Name)
-		case t.Format != "json" && t.Format != "slack":
-			return nil, fmt.Errorf("webhook target %q: format %q is not json or slack", t.Name, t.Format)
+		case t.Format != "json" && t.Format != "slack" && t.Format != "pagerduty":
+			return nil, fmt.Errorf("webhook target %q: format %q is not json, slack or pagerduty", t.Name, t.Format)
+		case t.Format == "pagerduty" && strings.TrimSpace(t.RoutingKey) == "":
+			return nil, fmt.Errorf("webhook target %q: a pagerduty target needs routing_key (the integration key of an Events API v2 integration)", t.Name)
 		case t.MinConfidence < 0 || t.MinConfidence > 1:
 			return nil, fmt.Errorf("webhook target %q: min_confidence must be in [0, 1]", t.Name)
+		}
+		if _, err := signingKey(t.Secret); err != nil {
+			return nil, fmt.Errorf("webhook target %q: %w", t.Name, err)
 		}
 		seen[t.Name] = true
 	}
@@ -138,6 +154,9 @@ func (t *Target) Wants(ev *alert.Event) bool {
 	if len(t.Types) > 0 && !slices.Contains(t.Types, ev.Type) {
 		return false
 	}
+	if t.Format == "pagerduty" && !pagerDutyWants(ev) {
+		return false
+	}
 	svc, env, conf := "", "", 1.0
 	if ev.Incident != nil {
 		svc, env, conf = ev.Incident.Service, ev.Incident.Environment, ev.Incident.Confidence
@@ -153,16 +172,21 @@ func (t *Target) Wants(ev *alert.Event) bool {
 	return ev.Type != alert.TypeCorrelated || conf >= t.MinConfidence
 }
 
-// Sign returns the X-Faultline-Signature value of body.
-func Sign(secret string, body []byte) string {
+// LegacySign returns the X-Faultline-Signature value of body.
+//
+// Deprecated: receivers should verify webhook-signature (Verify); the
+// X-Faultline-* headers go away in the next release.
+func LegacySign(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Verify checks a delivery's signature; receivers can copy it.
-func Verify(secret string, body []byte, signature string) bool {
-	return hmac.Equal([]byte(Sign(secret, body)), []byte(signature))
+// LegacyVerify checks an X-Faultline-Signature.
+//
+// Deprecated: use Verify, which also refuses replays.
+func LegacyVerify(secret string, body []byte, signature string) bool {
+	return hmac.Equal([]byte(LegacySign(secret, body)), []byte(signature))
 }
 
 // Error is a failed delivery.
@@ -199,8 +223,15 @@ func (c *Client) Body(t *Target, ev *alert.Event) ([]byte, error) {
 	if c.BaseURL != "" && e.Incident != nil {
 		e.Links = append(e.Links, Link(c.BaseURL, "incident", e.Incident.ID))
 	}
-	if t.Format == "slack" {
+	switch t.Format {
+	case "slack":
 		return json.Marshal(slack(&e, c.now()))
+	case "pagerduty":
+		pd, err := pagerDuty(t, &e, c.BaseURL)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(pd)
 	}
 	return json.Marshal(&e)
 }
@@ -222,12 +253,21 @@ func (c *Client) Deliver(ctx context.Context, t *Target, ev *alert.Event) error 
 	if err != nil {
 		return &Error{Err: err}
 	}
+	now := c.now()
+	ts := strconv.FormatInt(now.Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "faultline-webhook/1")
-	req.Header.Set("X-Faultline-Timestamp", strconv.FormatInt(c.now().Unix(), 10))
+	req.Header.Set(HeaderID, ev.ID)
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set("X-Faultline-Timestamp", ts)
 	req.Header.Set("X-Faultline-Delivery", ev.ID)
 	if t.Secret != "" {
-		req.Header.Set("X-Faultline-Signature", Sign(t.Secret, body))
+		sig, err := Sign(t.Secret, ev.ID, now, body)
+		if err != nil {
+			return &Error{Err: fmt.Errorf("sign: %w", err)}
+		}
+		req.Header.Set(HeaderSignature, sig)
+		req.Header.Set("X-Faultline-Signature", LegacySign(t.Secret, body))
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -21,14 +21,14 @@ func sample() alert.Event {
 		alert.Verdict{DeployID: "d-2", Version: "v1.1.0", Reason: "top suspect of incident det-1, confidence 0.82"})
 }
 
-func TestSignVerify(t *testing.T) {
+func TestLegacySignVerify(t *testing.T) {
 	body := []byte(`{"id":"x"}`)
-	sig := Sign("secret", body)
+	sig := LegacySign("secret", body)
 	// The shell recipe in the README: printf '%s' '{"id":"x"}' | openssl dgst -sha256 -hmac secret
 	if want := "sha256=ebf5302b9c8bc5e255e0d2135c1a75138c004e631d57c70e6081aa366c1de3b9"; sig != want {
 		t.Fatalf("signature %s, openssl says %s", sig, want)
 	}
-	if !Verify("secret", body, sig) || Verify("other", body, sig) || Verify("secret", append(body, ' '), sig) {
+	if !LegacyVerify("secret", body, sig) || LegacyVerify("other", body, sig) || LegacyVerify("secret", append(body, ' '), sig) {
 		t.Fatal("Verify accepts what it must not, or rejects a valid signature")
 	}
 }
