@@ -3,7 +3,10 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"strings"
 	"time"
+
+	"github.com/faultline-dev/faultline/processors/events"
 )
 
 // Config is the gateway part of faultline's settings (FAULTLINE_GATEWAY_*).
@@ -17,6 +20,18 @@ type Config struct {
 	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with 429 and 503"`
 	ServiceLabel   string        `envconfig:"ALERTMANAGER_SERVICE_LABEL" default:"service" desc:"Alertmanager label naming the service"`
 	EnvLabel       string        `envconfig:"ALERTMANAGER_ENVIRONMENT_LABEL" default:"environment" desc:"Alertmanager label naming the environment"`
+
+	// CI/CD webhooks (/v1/github, /v1/gitlab, /v1/argocd, /v1/flux). With
+	// its secret set, an endpoint requires the vendor's signature or token
+	// instead of the bearer token.
+	GitHubSecret     string        `envconfig:"GITHUB_SECRET" desc:"secret of the GitHub webhook: /v1/github requires a valid X-Hub-Signature-256"`
+	GitHubServiceMap string        `envconfig:"GITHUB_SERVICE_MAP" desc:"owner/repo=service,... for repositories not named after their service"`
+	GitLabToken      string        `envconfig:"GITLAB_TOKEN" desc:"secret token of the GitLab webhook: /v1/gitlab requires it in X-Gitlab-Token"`
+	GitLabServiceMap string        `envconfig:"GITLAB_SERVICE_MAP" desc:"group/project=service,... for projects not named after their service"`
+	ArgoCDToken      string        `envconfig:"ARGOCD_TOKEN" desc:"token /v1/argocd requires in ARGOCD_HEADER"`
+	ArgoCDHeader     string        `envconfig:"ARGOCD_HEADER" default:"Authorization" desc:"header carrying ARGOCD_TOKEN: Authorization as Bearer <token>, any other header as the token itself"`
+	FluxSecret       string        `envconfig:"FLUX_SECRET" desc:"token of the Flux generic-hmac Provider: /v1/flux requires a valid X-Signature"`
+	WebhookStateTTL  time.Duration `envconfig:"WEBHOOK_STATE_TTL" default:"720h" desc:"how long the gateway remembers pushes (for lead time), deployed commits, Flux revisions and deliveries"`
 }
 
 // Validate checks the settings.
@@ -41,5 +56,33 @@ func (c *Config) Validate() error {
 	case c.ServiceLabel == "" || c.EnvLabel == "":
 		return fmt.Errorf("FAULTLINE_GATEWAY_ALERTMANAGER_*_LABEL: must not be empty")
 	}
+	return c.validateWebhooks()
+}
+
+// validateWebhooks checks the CI/CD webhook settings. An empty
+// ARGOCD_HEADER or WEBHOOK_STATE_TTL means the default.
+func (c *Config) validateWebhooks() error {
+	if _, err := events.ParseServiceMap(c.GitHubServiceMap); err != nil {
+		return fmt.Errorf("FAULTLINE_GATEWAY_GITHUB_SERVICE_MAP: %w", err)
+	}
+	if _, err := events.ParseServiceMap(c.GitLabServiceMap); err != nil {
+		return fmt.Errorf("FAULTLINE_GATEWAY_GITLAB_SERVICE_MAP: %w", err)
+	}
+	if h := c.ArgoCDHeader; h != "" && !isToken(h) {
+		return fmt.Errorf("FAULTLINE_GATEWAY_ARGOCD_HEADER: %q is not a header name", h)
+	}
+	if c.WebhookStateTTL < 0 || (c.WebhookStateTTL > 0 && c.WebhookStateTTL < time.Hour) {
+		return fmt.Errorf("FAULTLINE_GATEWAY_WEBHOOK_STATE_TTL: %s, need at least 1h", c.WebhookStateTTL)
+	}
 	return nil
+}
+
+// isToken reports whether s is an HTTP field name (RFC 9110 token).
+func isToken(s string) bool {
+	for _, r := range s {
+		if r > 126 || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }

@@ -46,6 +46,8 @@ type Gateway struct {
 	log  *slog.Logger
 	m    *gwMetrics
 
+	hooks *vendorHooks // CI/CD webhook settings and memory
+
 	http   *http.Server
 	httpLn net.Listener
 	grpc   *grpc.Server
@@ -61,6 +63,10 @@ func New(c Config, js jetstream.JetStream, n broker.Config, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: c, js: js, nats: n, log: log, m: newMetrics()}
+	var err error
+	if g.hooks, err = newVendorHooks(c, js, n); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/logs", g.endpoint("logs", g.otlp(n.LogsSubject, kindLogs)))
 	mux.Handle("/v1/metrics", g.endpoint("metrics", g.otlp(n.MetricsSubject, kindMetrics)))
@@ -68,6 +74,10 @@ func New(c Config, js jetstream.JetStream, n broker.Config, log *slog.Logger) (*
 	mux.Handle("/v1/incidents", g.endpoint("incidents", g.incidents))
 	mux.Handle("/v1/alertmanager", g.endpoint("alertmanager", g.alertmanager))
 	mux.Handle("/v1/cdevents", g.endpoint("cdevents", g.cdevents))
+	mux.Handle("/v1/github", g.endpoint("github", g.github))
+	mux.Handle("/v1/gitlab", g.endpoint("gitlab", g.gitlab))
+	mux.Handle("/v1/argocd", g.endpoint("argocd", g.argocd))
+	mux.Handle("/v1/flux", g.endpoint("flux", g.flux))
 	g.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -177,7 +187,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, h handler) error
 		w.Header().Set("Allow", http.MethodPost)
 		return fail(http.StatusMethodNotAllowed, "method %s not allowed: use POST", r.Method)
 	}
-	if !g.authorized(r.Header.Get("Authorization")) {
+	if !g.ownAuth(r) && !g.authorized(r.Header.Get("Authorization")) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="faultline"`)
 		return fail(http.StatusUnauthorized, "missing or wrong bearer token")
 	}
