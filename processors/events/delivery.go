@@ -54,6 +54,9 @@ func ParseServiceMap(s string) (map[string]string, error) {
 		if !ok || repo == "" || svc == "" || !strings.Contains(repo, "/") {
 			return nil, fmt.Errorf("%q is not owner/repo=service", pair)
 		}
+		if len(svc) > maxFieldLen {
+			return nil, fmt.Errorf("service of %s longer than %d bytes", repo, maxFieldLen)
+		}
 		m[strings.ToLower(repo)] = svc
 	}
 	return m, nil
@@ -208,9 +211,8 @@ func repoPath(u string) string {
 	return u
 }
 
-// finish validates what every vendor deploy needs and derives its id from
-// its content, so a delivery the vendor repeats becomes the same deploy
-// and the same JetStream message id.
+// finish derives a vendor deploy's id from its content, so a delivery the
+// vendor repeats becomes the same deploy and the same JetStream message id.
 func finish(d *Deploy) *Deploy {
 	if len(d.Attributes) == 0 {
 		d.Attributes = nil
