@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/faultline-dev/faultline/processors/events"
@@ -25,6 +26,18 @@ type Config struct {
 	PagerDutyServices    string `envconfig:"PAGERDUTY_SERVICES" desc:"PagerDuty service id or name = faultline service, comma-separated (PF9KMXH=checkout,API Service=api); unmapped services keep their PagerDuty name"`
 	PagerDutyEnvironment string `envconfig:"PAGERDUTY_ENVIRONMENT" default:"production" desc:"environment of PagerDuty incidents (empty: production)"`
 	GrafanaToken         string `envconfig:"GRAFANA_TOKEN" desc:"credential /v1/grafana also accepts: the contact point's Authorization header credentials (Bearer) or its basic auth password"`
+
+	// CI/CD webhooks (/v1/github, /v1/gitlab, /v1/argocd, /v1/flux). With
+	// its secret set, an endpoint requires the vendor's signature or token
+	// instead of the bearer token.
+	GitHubSecret     string        `envconfig:"GITHUB_SECRET" desc:"secret of the GitHub webhook: /v1/github requires a valid X-Hub-Signature-256"`
+	GitHubServiceMap string        `envconfig:"GITHUB_SERVICE_MAP" desc:"owner/repo=service,... for repositories not named after their service"`
+	GitLabToken      string        `envconfig:"GITLAB_TOKEN" desc:"secret token of the GitLab webhook: /v1/gitlab requires it in X-Gitlab-Token"`
+	GitLabServiceMap string        `envconfig:"GITLAB_SERVICE_MAP" desc:"group/project=service,... for projects not named after their service"`
+	ArgoCDToken      string        `envconfig:"ARGOCD_TOKEN" desc:"token /v1/argocd requires in ARGOCD_HEADER"`
+	ArgoCDHeader     string        `envconfig:"ARGOCD_HEADER" default:"Authorization" desc:"header carrying ARGOCD_TOKEN: Authorization as Bearer <token>, any other header as the token itself"`
+	FluxSecret       string        `envconfig:"FLUX_SECRET" desc:"token of the Flux generic-hmac Provider: /v1/flux requires a valid X-Signature"`
+	WebhookStateTTL  time.Duration `envconfig:"WEBHOOK_STATE_TTL" default:"720h" desc:"how long the gateway remembers pushes (for lead time), deployed commits, Flux revisions and deliveries"`
 }
 
 // Validate checks the settings.
@@ -52,5 +65,33 @@ func (c *Config) Validate() error {
 	if _, err := events.ParseServiceMap(c.PagerDutyServices); err != nil {
 		return fmt.Errorf("FAULTLINE_GATEWAY_PAGERDUTY_SERVICES: %w", err)
 	}
+	return c.validateWebhooks()
+}
+
+// validateWebhooks checks the CI/CD webhook settings. An empty
+// ARGOCD_HEADER or WEBHOOK_STATE_TTL means the default.
+func (c *Config) validateWebhooks() error {
+	if _, err := events.ParseRepoMap(c.GitHubServiceMap); err != nil {
+		return fmt.Errorf("FAULTLINE_GATEWAY_GITHUB_SERVICE_MAP: %w", err)
+	}
+	if _, err := events.ParseRepoMap(c.GitLabServiceMap); err != nil {
+		return fmt.Errorf("FAULTLINE_GATEWAY_GITLAB_SERVICE_MAP: %w", err)
+	}
+	if h := c.ArgoCDHeader; h != "" && !isToken(h) {
+		return fmt.Errorf("FAULTLINE_GATEWAY_ARGOCD_HEADER: %q is not a header name", h)
+	}
+	if c.WebhookStateTTL < 0 || (c.WebhookStateTTL > 0 && c.WebhookStateTTL < time.Hour) {
+		return fmt.Errorf("FAULTLINE_GATEWAY_WEBHOOK_STATE_TTL: %s, need at least 1h", c.WebhookStateTTL)
+	}
 	return nil
+}
+
+// isToken reports whether s is an HTTP field name (RFC 9110 token).
+func isToken(s string) bool {
+	for _, r := range s {
+		if r > 126 || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }

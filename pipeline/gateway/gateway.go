@@ -43,6 +43,8 @@ type Gateway struct {
 	log  *slog.Logger
 	m    *gwMetrics
 
+	hooks *vendorHooks // CI/CD webhook settings and memory
+
 	http   *http.Server
 	httpLn net.Listener
 	grpc   *grpc.Server
@@ -58,6 +60,10 @@ func New(c Config, js jetstream.JetStream, n broker.Config, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: c, js: js, nats: n, log: log, m: newMetrics()}
+	var err error
+	if g.hooks, err = newVendorHooks(c, js, n); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/logs", g.endpoint("logs", g.otlp(n.LogsSubject, kindLogs)))
 	mux.Handle("/v1/metrics", g.endpoint("metrics", g.otlp(n.MetricsSubject, kindMetrics)))
@@ -67,6 +73,12 @@ func New(c Config, js jetstream.JetStream, n broker.Config, log *slog.Logger) (*
 	mux.Handle("/v1/cdevents", g.endpoint("cdevents", g.cdevents))
 	mux.Handle("/v1/pagerduty", g.endpoint("pagerduty", g.pagerduty))
 	mux.Handle("/v1/grafana", g.endpointAuth("grafana", g.grafana, g.grafanaAuthorized))
+	// A CI/CD endpoint whose secret is set checks the vendor's own
+	// signature or token instead of the bearer token.
+	mux.Handle("/v1/github", g.endpointAuth("github", g.github, g.vendorAuth(c.GitHubSecret)))
+	mux.Handle("/v1/gitlab", g.endpointAuth("gitlab", g.gitlab, g.vendorAuth(c.GitLabToken)))
+	mux.Handle("/v1/argocd", g.endpointAuth("argocd", g.argocd, g.vendorAuth(c.ArgoCDToken)))
+	mux.Handle("/v1/flux", g.endpointAuth("flux", g.flux, g.vendorAuth(c.FluxSecret)))
 	g.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

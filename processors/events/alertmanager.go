@@ -194,21 +194,9 @@ func Fingerprint(labels map[string]string) string {
 func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return &FieldError{Field: te.Field, Msg: "must be " + jsonKind(te.Type.Kind().String())}
+		return &FieldError{Field: te.Field, Msg: "must be " + jsonKind(te.Type)}
 	}
 	return fmt.Errorf("%w: %v", ErrSyntax, err)
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "map", "struct":
-		return "an object"
-	case "slice":
-		return "an array"
-	case "string":
-		return "a string"
-	}
-	return "a " + k
 }
 
 // printable reports whether s is valid UTF-8 without control characters:

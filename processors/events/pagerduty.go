@@ -20,24 +20,6 @@ type PagerDutyConfig struct {
 	Environment string
 }
 
-// ParseServiceMap reads "PF9KMXH=checkout,API Service=api": comma-separated
-// key=value pairs, keys and values trimmed.
-func ParseServiceMap(s string) (map[string]string, error) {
-	m := map[string]string{}
-	for _, pair := range strings.Split(s, ",") {
-		if strings.TrimSpace(pair) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(pair, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("%q is not pagerduty-service=faultline-service", pair)
-		}
-		m[k] = v
-	}
-	return m, nil
-}
-
 // VerifyPagerDuty checks an X-PagerDuty-Signature header: one or more
 // comma-separated "v1=<hex HMAC-SHA256 of the body>" (several while a
 // secret is being rotated); one match is enough. Each comparison takes

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -16,16 +15,10 @@ import (
 	"time"
 )
 
-// vendors is the repository's folder of payloads as the tools send them.
-var vendors = filepath.Join("..", "..", "testdata", "vendors")
-
+// fixture reads testdata/vendors/<vendor>/<file> named as "vendor/file".
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(vendors, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return readFixture(t, filepath.Dir(name), filepath.Base(name))
 }
 
 // fixtureHeaders reads a .headers file: "Name: value" lines.
