@@ -451,6 +451,7 @@ func (g *realGen) logs(at time.Time, s *realService, parts []part, reqs []reques
 		if hosts[k] == "" {
 			hosts[k] = fmt.Sprintf("%s-%s-%d", s.name, parts[k].version, g.rng.IntN(4))
 			order = append(order, k)
+			records[k] = make([]byte, 0, 160*len(reqs)) // a record takes about 130 bytes
 		}
 		// Requests are spread over the minute in order, each at a random
 		// moment of its own slot.
@@ -470,7 +471,11 @@ func (g *realGen) logs(at time.Time, s *realService, parts []part, reqs []reques
 		rec = protowire.AppendFixed64(rec, ts)
 		records[k] = pbMessage(records[k], 2, rec) // ScopeLogs.log_records
 	}
-	var out, res, rl []byte
+	size := 0
+	for _, r := range records {
+		size += len(r) + 300
+	}
+	out, res, rl := make([]byte, 0, size), []byte(nil), make([]byte, 0, size)
 	for _, k := range order {
 		res = res[:0]
 		for _, kv := range [][2]string{{"service.name", s.name}, {"service.version", parts[k].version},
