@@ -89,11 +89,13 @@ var LatencyBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0
 //	cart             250  0.5%  25ms   v4.1.0; canary v4.2.0 at +50 takes 10%
 //	                                   of the requests at 40% errors (the
 //	                                   service ~4.5%); rolled back at +70
-//	inventory        220  0.4%  15ms   v6.9.2; v7.0.0 at +140, clean for three
-//	                                   minutes, then 20% errors from +143; the fix
-//	                                   v7.0.1 at +144 rolls out (10% of the pods
-//	                                   more each minute, all of them at +153)
-//	                                   and is clean: every error carries v7.0.0
+//	inventory        220  0.4%  15ms   v6.9.2; v7.0.0 at +140; v7.0.1, another
+//	                                   change, at +144 as a canary on 10% of the
+//	                                   requests, without a single error; from
+//	                                   +146 (its stock cache expires) v7.0.0
+//	                                   fails 20% of its requests: the incident
+//	                                   starts after both deploys and every error
+//	                                   carries v7.0.0; rolled back to v6.9.2 at +160
 //	orders           180  0.5%  60ms   v3.0.4; rolling v3.1.0 at +120 takes 10%
 //	                                   more of the requests each minute (100%
 //	                                   at +129) at 15% errors; v3.1.1 at +150 fixes it
@@ -125,7 +127,7 @@ var LatencyBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0
 //	staging     checkout/staging            +90  to +110  errors          v2.9.0-rc1
 //	outage      recommendations/production  +100 to +115  errors          (none)
 //	rolling     orders/production           +120 to +150  version_errors  v3.1.0
-//	twodeploys  inventory/production        +143 to +153  errors          v7.0.0
+//	twodeploys  inventory/production        +146 to +160  errors          v7.0.0
 //
 // MaxDelay is 3m for errors and version errors and 5m for latency and SLO
 // burn. Everything else is a trap that must open nothing: the noisy
@@ -133,7 +135,7 @@ var LatencyBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0
 // the one-minute spikes of frontend and search, the deploys of frontend and
 // ledger that change nothing, and production checkout while staging burns.
 //
-// About 550k log records in all.
+// About 580k log records (seed 1: 580,191) and 6k histogram points in all.
 func Realistic(seed uint64) ([]Request, []Expected) {
 	g := &realGen{rng: rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d)), series: map[string]*versionSeries{}}
 	m := realMinute
@@ -155,8 +157,9 @@ func Realistic(seed uint64) ([]Request, []Expected) {
 	g.deploy(m(110), "checkout", "staging", "v2.9.0-rc2", "deploy", nil)
 	g.deploy(m(120), "orders", "production", "v3.1.0", "deploy", map[string]string{"strategy": "rolling", "duration": "10m"})
 	g.deploy(m(140), "inventory", "production", "v7.0.0", "deploy", nil)
-	g.deploy(m(144), "inventory", "production", "v7.0.1", "deploy", map[string]string{"strategy": "rolling", "duration": "10m"})
+	g.deploy(m(144), "inventory", "production", "v7.0.1", "deploy", map[string]string{"strategy": "canary", "traffic": "10%"})
 	g.deploy(m(150), "orders", "production", "v3.1.1", "deploy", nil)
+	g.deploy(m(160), "inventory", "production", "v6.9.2", "rollback", nil)
 	g.incident(m(160), "sup-4471", "search", "production", "open", "Search results stale (reported by support)")
 	g.incident(m(170), "sup-4471", "search", "production", "resolved", "Search results stale (reported by support)")
 
@@ -182,7 +185,7 @@ func Realistic(seed uint64) ([]Request, []Expected) {
 		exp("staging", "checkout", "staging", 90, 110, SignalErrors, "v2.9.0-rc1"),
 		exp("outage", "recommendations", "production", 100, 115, SignalErrors, ""),
 		exp("rolling", "orders", "production", 120, 150, SignalVersionErrors, "v3.1.0"),
-		exp("twodeploys", "inventory", "production", 143, 153, SignalErrors, "v7.0.0"),
+		exp("twodeploys", "inventory", "production", 146, 160, SignalErrors, "v7.0.0"),
 	}
 }
 
@@ -272,23 +275,16 @@ func (g *realGen) plan(s *realService, min int) (float64, []part) {
 			return 1, []part{base, canary}
 		}
 	case "inventory/production":
-		if in(140, 144) {
+		if in(140, 160) {
 			base.version = "v7.0.0"
-		}
-		if min >= 143 {
-			bad := with(base, func(p *part) {
-				p.version, p.errs, p.errBody = "v7.0.0", 0.2, "stock cache: entry version mismatch"
-			})
-			if min < 144 {
-				return 1, []part{bad}
+			if min >= 146 {
+				base.errs, base.errBody = 0.2, "stock cache: entry version mismatch"
 			}
-			fix := with(base, func(p *part) { p.version = "v7.0.1" })
-			fix.share = math.Min(1, float64(min-143)/10)
-			if fix.share == 1 {
-				return 1, []part{fix}
+			if min >= 144 {
+				canary := with(base, func(p *part) { p.version, p.share, p.errs = "v7.0.1", 0.1, 0 })
+				base.share = 0.9
+				return 1, []part{base, canary}
 			}
-			bad.share = 1 - fix.share
-			return 1, []part{bad, fix}
 		}
 	case "orders/production":
 		if in(120, 150) {
@@ -451,6 +447,7 @@ func (g *realGen) logs(at time.Time, s *realService, parts []part, reqs []reques
 		if hosts[k] == "" {
 			hosts[k] = fmt.Sprintf("%s-%s-%d", s.name, parts[k].version, g.rng.IntN(4))
 			order = append(order, k)
+			records[k] = make([]byte, 0, 160*len(reqs)) // a record takes about 130 bytes
 		}
 		// Requests are spread over the minute in order, each at a random
 		// moment of its own slot.
@@ -470,7 +467,11 @@ func (g *realGen) logs(at time.Time, s *realService, parts []part, reqs []reques
 		rec = protowire.AppendFixed64(rec, ts)
 		records[k] = pbMessage(records[k], 2, rec) // ScopeLogs.log_records
 	}
-	var out, res, rl []byte
+	size := 0
+	for _, r := range records {
+		size += len(r) + 300
+	}
+	out, res, rl := make([]byte, 0, size), []byte(nil), make([]byte, 0, size)
 	for _, k := range order {
 		res = res[:0]
 		for _, kv := range [][2]string{{"service.name", s.name}, {"service.version", parts[k].version},

@@ -334,8 +334,10 @@ func TestRealisticCounts(t *testing.T) {
 		{"admin v1.4.0", "admin", "production", "v1.4.0", 60, 80, 5, 0.6, 0, 0, true},
 		{"reports", "reports", "production", "", -60, 180, 2, 0.001, 2, 5, true},
 		{"orders v3.1.0", "orders", "production", "v3.1.0", 129, 150, 180, 0.15, 0, 0, true},
-		{"inventory v7.0.0 before the bug", "inventory", "production", "v7.0.0", 140, 143, 220, 0.004, 0, 0, true},
-		{"inventory v7.0.1", "inventory", "production", "v7.0.1", 144, 180, 0, 0.004, 0, 0, true},
+		{"inventory v7.0.0 before the bug", "inventory", "production", "v7.0.0", 140, 144, 220, 0.004, 0, 0, true},
+		{"inventory v7.0.0 failing", "inventory", "production", "v7.0.0", 146, 160, 198, 0.2, 0, 0, true},
+		{"inventory v7.0.1 canary", "inventory", "production", "v7.0.1", 144, 160, 22, 0, 0, 0, true},
+		{"inventory rolled back", "inventory", "production", "v6.9.2", 160, 180, 220, 0.004, 0, 0, true},
 		{"staging", "checkout", "staging", "v2.8.0", -60, 90, 40, 0.005, 0, 0, false},
 		{"staging rc1", "checkout", "staging", "v2.9.0-rc1", 90, 110, 40, 0.3, 0, 0, false},
 	} {
