@@ -204,6 +204,13 @@ func run(records, gwRequests int, bin string) error {
 		baseline: "200 MB target", ratio: fmt.Sprintf("%.2f", wRSS/200), note: "target <= 200 MB",
 	})
 
+	// (d) The correlator's detection state.
+	heap, perAgg := detectorCost(10_000)
+	res = append(res, result{
+		name: "detection state, 10,000 (service, environment, version) keys", value: fmt.Sprintf("%.0f MB heap, %.2f CPU-us/aggregate", heap, perAgg),
+		baseline: "3 h of one-minute aggregates per key", ratio: fmt.Sprintf("%.2f", heap/250), note: "share of a 250 MB correlator",
+	})
+
 	// (c) The gateway.
 	gRate, gCPU, direct, err := runGateway(ctx, bin, ns.ClientURL(), js, payloads, gwRequests)
 	if err != nil {
