@@ -101,6 +101,9 @@ var (
 	collectorMetricRequests = 3
 )
 
+// runCollectorCase starts one Collector, sends it logs and metrics over
+// OTLP/gRPC, and checks the stream messages it caused (from the stream's
+// last sequence before it started) hold each record once.
 func runCollectorCase(t *testing.T, bin string, tmpl *template.Template, ns *natstest.Server, cc collectorCase) {
 	cc.Receiver = freeAddr(t)
 	dir := t.TempDir()
