@@ -15,11 +15,18 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './.cache/*' -not -path './
 
 TELEMETRYGEN_VERSION ?= v0.161.0
 TELEMETRYGEN := $(BIN)/telemetrygen
+# A stock OpenTelemetry Collector, built from testdata/collector/builder.yaml
+# by the Collector builder of the same release as telemetrygen.
+OTELCOL_VERSION := $(TELEMETRYGEN_VERSION)
+OTELCOL_MANIFEST := testdata/collector/builder.yaml
+OTELCOL_BUILDER := $(BIN)/builder
+OTELCOL := $(BIN)/otelcol
 
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
+export FAULTLINE_OTELCOL_BIN := $(CURDIR)/$(OTELCOL)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb
+.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol
 
 all: build
 
@@ -57,12 +64,31 @@ $(TELEMETRYGEN):
 	@mkdir -p $(BIN)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
 
+$(OTELCOL_BUILDER):
+	@mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_VERSION)
+
+# The Collector users run, for the gateway's interop test: the builder
+# writes a Go module under .cache/otelcol (the manifest's output_path,
+# outside the tree git sees) and compiles it; only the binary is kept.
+# It runs $(GO) from PATH, so its directory goes first.
+$(OTELCOL): $(OTELCOL_MANIFEST) | $(OTELCOL_BUILDER)
+	@grep -q 'otlpreceiver $(OTELCOL_VERSION)$$' $(OTELCOL_MANIFEST) || { \
+	  echo "make: $(OTELCOL_MANIFEST) must name $(OTELCOL_VERSION), the builder's version"; exit 1; }
+	@mkdir -p .cache $(BIN) && rm -rf .cache/otelcol
+	@echo "building a stock OpenTelemetry Collector $(OTELCOL_VERSION) into $@ (once)"
+	@PATH="$$(dirname "$$(command -v $(GO))"):$$PATH" $(OTELCOL_BUILDER) --config=$(OTELCOL_MANIFEST) >.cache/otelcol.log 2>&1 || { \
+	  cat .cache/otelcol.log; echo "make: building the Collector failed (log above)"; exit 1; }
+	@mv .cache/otelcol/otelcol $@
+
+otelcol: $(OTELCOL)
+
 # The whole system on embedded defaults: NATS in process, local ClickHouse,
 # schema applied, gateway, workers and admin endpoints. Ctrl-C stops it all.
 run: build
 	$(BIN)/faultline run
 
-test: build $(TELEMETRYGEN)
+test: build $(TELEMETRYGEN) $(OTELCOL)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...
