@@ -3,34 +3,35 @@
 // Each answers "is this more than chance?" for one kind of signal:
 //
 //   - Baseline error-ratio anomaly: a key's errors in a minute against its
-//     own baseline error ratio p is a binomial tail, BinomialUpperTail(k, n, p)
-//     (LikelihoodRatioBinomial gives the matching G statistic, for ranking
-//     and for thresholds that do not depend on n; PoissonUpperTail covers
-//     rates without a denominator).
+//     own baseline error ratio p is a binomial tail, BinomialUpperTail(k, n, p).
 //   - Canary against the previous version: errors/records of the new
 //     version against the old one is a 2x2 table, FisherGreater when it is
 //     small and the pooled two-proportion z-test when it is large;
 //     ProportionGreater picks.
-//   - Latency: OTLP histograms carry buckets, not samples, so latency rules
-//     read quantiles (ExplicitQuantile, ExponentialQuantile) or the share of
-//     requests slower than an SLO threshold (FractionAbove).
+//   - Latency: latency.go maps OTLP histograms (explicit or exponential
+//     buckets, not samples) onto one fixed log-spaced grid and reads
+//     quantiles off it (latQuantile); the test is again a binomial tail,
+//     BinomialUpperTail on the requests slower than the baseline quantile's
+//     grid bucket against the baseline's share of such requests (at least
+//     1 - the quantile).
 //
 // Precision. Tail probabilities are sums of probability terms computed in
-// log space with Loader's saddle-point form of the binomial and Poisson
-// densities (C. Loader, "Fast and Accurate Computation of Binomial
-// Probabilities", 2000; the method of R's dbinom/dpois/dhyper): Stirling
-// error terms and the deviance bd0 instead of differences of math.Lgamma,
-// which at n = 10^7 would each carry an absolute error of ~3e-8 and so a
-// relative error of that size in the p-value. The first term is computed
-// once; the others follow from exact term ratios, summed away from the mode
-// until the rest is provably below 2^-56 of the sum. Relative error is
-// 1e-12 or better (at most 6e-13 against the references) for n up to 10^7
-// and p-values down to the float64 range; results under ~1e-308 become 0
-// rather than NaN. The reference values in stats_test.go come from exact
-// rational arithmetic (testdata/stats/ref.py).
+// log space with Loader's saddle-point form of the binomial density, and of
+// the hypergeometric as a ratio of three binomial ones (C. Loader, "Fast and
+// Accurate Computation of Binomial Probabilities", 2000; the method of R's
+// dbinom/dhyper): Stirling error terms and the deviance bd0 instead of
+// differences of math.Lgamma, which at n = 10^7 would each carry an
+// absolute error of ~3e-8 and so a relative error of that size in the
+// p-value. The first term is computed once; the others follow from exact
+// term ratios, summed away from the mode until the rest is provably below
+// 2^-56 of the sum. Relative error is 1e-12 or better (at most 6e-13
+// against the references) for n up to 10^7 and p-values down to the
+// float64 range; results under ~1e-308 become 0 rather than NaN. The
+// reference values in stats_test.go come from exact rational arithmetic
+// (testdata/stats/ref.py).
 //
 // Every function accepts any input: invalid counts or parameters give the
-// p-value 1 (statistic 0, ok=false), never a panic or NaN.
+// p-value 1, never a panic or NaN.
 
 package detect
 
@@ -115,46 +116,6 @@ func BinomialUpperTail(k, n int64, p float64) float64 {
 	return pvalue(1 - math.Exp(logDbinom(kf-1, nf, p, q)+math.Log(s)))
 }
 
-// PoissonUpperTail returns P(X >= k) for X ~ Poisson(lambda), the
-// regularized lower incomplete gamma function P(k, lambda): the p-value of k
-// or more events when lambda are expected. k <= 0 gives 1; an invalid lambda
-// (NaN, negative) gives 1; lambda = 0 gives 0 for k >= 1. Summed like
-// BinomialUpperTail, from Loader's Poisson density.
-func PoissonUpperTail(k int64, lambda float64) float64 {
-	if k <= 0 || !(lambda >= 0) || math.IsInf(lambda, 1) {
-		return 1
-	}
-	if lambda == 0 {
-		return 0
-	}
-	if lambda > tailMaxVar {
-		return poissonSaddle(float64(k), lambda)
-	}
-	kf := float64(k)
-	if kf > math.Floor(lambda) {
-		s, t := 1.0, 1.0
-		for j := kf; ; j++ {
-			r := lambda / (j + 1)
-			t *= r
-			s += t
-			if t*r < tailEps*s*(1-r) {
-				break
-			}
-		}
-		return pvalue(math.Exp(logDpois(kf, lambda) + math.Log(s)))
-	}
-	s, t := 1.0, 1.0
-	for j := kf - 1; j > 0; j-- {
-		r := j / lambda
-		t *= r
-		s += t
-		if r < 1 && t*r < tailEps*s*(1-r) {
-			break
-		}
-	}
-	return pvalue(1 - math.Exp(logDpois(kf-1, lambda)+math.Log(s)))
-}
-
 // FisherGreater is the one-sided Fisher exact test that group A's rate a/n1
 // exceeds group B's rate b/n2 (a canary's errors/records against the
 // previous version's): the hypergeometric tail P(X >= a) with margins n1, n2
@@ -232,190 +193,6 @@ func ProportionGreater(a, n1, b, n2 int64) float64 {
 	se := math.Sqrt(pooled * (1 - pooled) * (1/n1f + 1/n2f))
 	z := (float64(a)/n1f - float64(b)/n2f) / se
 	return pvalue(0.5 * math.Erfc(z/math.Sqrt2))
-}
-
-// LikelihoodRatioBinomial returns the one-sided log-likelihood-ratio
-// statistic G = 2*[k ln(k/(n p)) + (n-k) ln((n-k)/(n(1-p)))] of k errors in
-// n records against the ratio p: 0 when k/n <= p. Under the null it is
-// asymptotically a 50:50 mixture of 0 and chi-square(1), so P(chi2(1) >= G)/2
-// approximates the one-sided p-value. It is computed as 2*(bd0(k, np) +
-// bd0(n-k, n(1-p))), which is the same sum without the cancellation of its
-// two terms when k is near np; k == n needs no special case. p == 0 with
-// k > 0 gives +Inf (impossible under the null). Invalid input gives 0.
-func LikelihoodRatioBinomial(k, n int64, p float64) float64 {
-	if n <= 0 || k <= 0 || k > n || !(p >= 0 && p <= 1) {
-		return 0
-	}
-	kf, nf := float64(k), float64(n)
-	if kf/nf <= p {
-		return 0
-	}
-	if p == 0 {
-		return math.Inf(1)
-	}
-	return 2 * (bd0(kf, nf*p) + bd0(nf-kf, nf*(1-p)))
-}
-
-// ExplicitQuantile estimates the q-quantile (0 < q < 1) of an OTLP
-// explicit-bucket histogram the way Prometheus' histogram_quantile does:
-// find the bucket holding rank q*count and interpolate linearly inside it.
-// Bucket i covers (bounds[i-1], bounds[i]]; the first, (-Inf, bounds[0]],
-// interpolates from 0 when bounds[0] > 0 (latencies are not negative) and
-// returns bounds[0] otherwise; a quantile in the +Inf bucket returns the
-// last finite bound. ok is false when the count is 0, q is outside (0, 1)
-// or the histogram is invalid: len(counts) != len(bounds)+1, no finite
-// bound, or bounds not finite and strictly increasing.
-func ExplicitQuantile(bounds []float64, counts []uint64, q float64) (v float64, ok bool) {
-	if !(q > 0 && q < 1) || !validExplicit(bounds, counts) {
-		return 0, false
-	}
-	total := sumCounts(counts)
-	if total == 0 {
-		return 0, false
-	}
-	rank := q * total
-	cum := 0.0
-	for i, c := range counts {
-		if c == 0 {
-			continue
-		}
-		cf := float64(c)
-		if cum+cf >= rank || i == len(bounds) {
-			if i == len(bounds) {
-				return bounds[i-1], true
-			}
-			hi, lo := bounds[i], 0.0
-			if i > 0 {
-				lo = bounds[i-1]
-			} else if hi <= 0 {
-				return hi, true
-			}
-			return lo + (hi-lo)*math.Min(1, (rank-cum)/cf), true
-		}
-		cum += cf
-	}
-	return bounds[len(bounds)-1], true // not reached: the last non-empty bucket holds the rank
-}
-
-// ExponentialQuantile estimates the q-quantile (0 < q < 1) of an OTLP
-// exponential histogram from its zero bucket and positive buckets (negative
-// values, which latencies do not have, are not counted): base =
-// 2^(2^-scale), bucket index i covers (base^i, base^(i+1)], counts[j] is
-// index offset+j. A rank in the zero bucket gives 0.
-//
-// Interpolation is log-linear, matching the buckets' geometry: a fraction f
-// of the way through bucket i's count gives base^(i+f) = 2^((i+f)*2^-scale),
-// so the error is bounded by the bucket's relative width (base-1). ok is
-// false when the count is 0, q is outside (0, 1), the scale is outside the
-// OTLP range [-10, 20], or the value overflows float64.
-func ExponentialQuantile(scale int32, zeroCount uint64, offset int32, counts []uint64, q float64) (v float64, ok bool) {
-	if !(q > 0 && q < 1) || scale < -10 || scale > 20 {
-		return 0, false
-	}
-	total := float64(zeroCount) + sumCounts(counts)
-	if total == 0 {
-		return 0, false
-	}
-	rank := q * total
-	cum := float64(zeroCount)
-	if rank <= cum {
-		return 0, true
-	}
-	last := -1
-	for j, c := range counts {
-		if c == 0 {
-			continue
-		}
-		last = j
-		cf := float64(c)
-		if cum+cf >= rank {
-			return exponentialValue(scale, int64(offset)+int64(j), math.Min(1, (rank-cum)/cf))
-		}
-		cum += cf
-	}
-	// Not reached (the sums are the same); the top of the last bucket.
-	return exponentialValue(scale, int64(offset)+int64(last), 1)
-}
-
-func exponentialValue(scale int32, i int64, f float64) (float64, bool) {
-	v := math.Exp2(math.Ldexp(float64(i)+f, -int(scale)))
-	if math.IsInf(v, 0) || math.IsNaN(v) {
-		return 0, false
-	}
-	return v, true
-}
-
-// FractionAbove returns the fraction of an explicit histogram's count above
-// threshold ("requests slower than 300ms" for a latency SLO), with the
-// buckets read as ExplicitQuantile reads them: linear inside the bucket
-// that contains the threshold, the first bucket starting at 0 when
-// bounds[0] > 0 (else its count sits at bounds[0]). The +Inf bucket's values
-// all exceed the last finite bound, so it counts as above for every finite
-// threshold: exact up to that bound, an upper estimate beyond it, where the
-// buckets cannot tell. ok is false when the count is 0, the threshold is NaN
-// or the histogram is invalid (see ExplicitQuantile).
-func FractionAbove(bounds []float64, counts []uint64, threshold float64) (frac float64, ok bool) {
-	if math.IsNaN(threshold) || !validExplicit(bounds, counts) {
-		return 0, false
-	}
-	total := sumCounts(counts)
-	if total == 0 {
-		return 0, false
-	}
-	if math.IsInf(threshold, 1) {
-		return 0, true
-	}
-	above := 0.0
-	for i, c := range counts {
-		if c == 0 {
-			continue
-		}
-		cf := float64(c)
-		if i == len(bounds) {
-			above += cf
-			continue
-		}
-		hi := bounds[i]
-		if threshold >= hi {
-			continue
-		}
-		lo := 0.0
-		if i > 0 {
-			lo = bounds[i-1]
-		} else if hi <= 0 {
-			above += cf
-			continue
-		}
-		if threshold <= lo {
-			above += cf
-		} else {
-			above += cf * (hi - threshold) / (hi - lo)
-		}
-	}
-	return min(max(above/total, 0), 1), true
-}
-
-// validExplicit: one more count than bounds, at least one finite bound,
-// bounds finite and strictly increasing (as the OTLP proto requires).
-func validExplicit(bounds []float64, counts []uint64) bool {
-	if len(bounds) == 0 || len(counts) != len(bounds)+1 {
-		return false
-	}
-	for i, b := range bounds {
-		if math.IsInf(b, 0) || math.IsNaN(b) || (i > 0 && !(b > bounds[i-1])) {
-			return false
-		}
-	}
-	return true
-}
-
-// sumCounts adds in float64, which cannot overflow (and is exact below 2^53).
-func sumCounts(counts []uint64) float64 {
-	s := 0.0
-	for _, c := range counts {
-		s += float64(c)
-	}
-	return s
 }
 
 // pvalue clamps rounding into [0, 1]; NaN, which no valid input produces,
@@ -523,14 +300,6 @@ func logDbinom(x, n, p, q float64) float64 {
 	return lc - lnSqrt2Pi - 0.5*(math.Log(x)+math.Log1p(-x/n))
 }
 
-// logDpois is ln P(X = x) for X ~ Poisson(lambda), x >= 0 whole, lambda > 0.
-func logDpois(x, lambda float64) float64 {
-	if x == 0 {
-		return -lambda
-	}
-	return -stirlerr(x) - bd0(x, lambda) - lnSqrt2Pi - 0.5*math.Log(x)
-}
-
 // logDhyper is ln P(X = x) for the hypergeometric distribution of the
 // successes X among n1 draws from nn items with m successes: the ratio
 // Bin(x; m, p) Bin(n1-x; nn-m, p) / Bin(n1; nn, p) with p = n1/nn, q = n2/nn
@@ -563,9 +332,4 @@ func binomialSaddle(k, n, p, q float64) float64 {
 	d := x - n*p // the saddle point: e^s = x q / ((n-x) p)
 	s := math.Log1p(d/(n*p)) - math.Log1p(-d/(n*q))
 	return lrTail(s, bd0(x, n*p)+bd0(n-x, n*q), x*(n-x)/n, (q-p)/math.Sqrt(n*p*q))
-}
-
-func poissonSaddle(k, lambda float64) float64 {
-	x := k - 0.5
-	return lrTail(math.Log1p((x-lambda)/lambda), bd0(x, lambda), x, 1/math.Sqrt(lambda))
 }

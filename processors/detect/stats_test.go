@@ -129,45 +129,6 @@ func TestBinomialUpperTail(t *testing.T) {
 	}
 }
 
-func TestPoissonUpperTail(t *testing.T) {
-	cases := []struct {
-		k            int64
-		lambda       float64
-		want, lnWant float64
-	}{
-		// ref.py
-		{5, 1.2, 7.7457882764414116571e-3, -4.8606060315394849872},
-		{1, 1e-09, 9.9999999950000006245e-10, -2.0723265837446411094e1},
-		{20, 2.0, 6.4437313931120939098e-14, -3.0373083520724547604e1},
-		{100, 10.0, 5.3985897281395814888e-63, -1.4337672310061887410e2},
-		{12000, 10000.0, 5.6545807500086134013e-84, -1.9168468184260961715e2},
-		{9900, 10000.0, 8.4255662446125695895e-1, -1.7131440897107904356e-1},
-		{3, 3.0, 5.7680991887315648468e-1, -5.5024249677722107397e-1},
-		{260, 100.0, 1.5722230901256875477e-40, -9.1650913120985546970e1},
-		{200070711, 200000000.0, 2.8709106351137475503e-7, -1.5063466377049312895e1}, // saddle point
-		{199990000, 200000000.0, 7.6025909298707687875e-1, -2.7409599197389173249e-1},
-		// exact by definition
-		{1, 0.5, -math.Expm1(-0.5), math.Log(-math.Expm1(-0.5))},
-		{0, 5, 1, 0},
-		{-1, 5, 1, 0},
-		{5, math.NaN(), 1, 0},
-		{5, -1, 1, 0},
-		{5, math.Inf(1), 1, 0},
-		{1000, 10, 0, -3619}, // ~1e-1572
-		{math.MaxInt64, 10, 0, -1e20},
-		{math.MaxInt64, 1e12, 0, -1e20},
-	}
-	for _, c := range cases {
-		checkP(t, "PoissonUpperTail", PoissonUpperTail(c.k, c.lambda), c.want, c.lnWant)
-		if t.Failed() {
-			t.Logf("case %+v", c)
-		}
-	}
-	if got := PoissonUpperTail(1, 0); got != 0 {
-		t.Errorf("PoissonUpperTail(1, 0) = %v, want 0", got)
-	}
-}
-
 type fisherCase struct {
 	a, n1, b, n2 int64
 	want, lnWant float64
@@ -256,196 +217,6 @@ func TestProportionGreater(t *testing.T) {
 	}
 }
 
-func TestLikelihoodRatioBinomial(t *testing.T) {
-	cases := []struct {
-		k, n    int64
-		p, want float64
-	}{
-		// ref.py (Decimal logarithms)
-		{30, 200, 0.05, 2.8100021382610290028e1},
-		{5, 200, 0.05, 0},
-		{10, 10, 0.5, 1.3862943611198906188e1}, // k == n
-		{1, 1, 0.05, 5.9914645471079818758},    // one record
-		{3, 5, 0.001, 3.4720417005134591962e1},
-		{260000, 5000000, 0.05, 4.1583826063278203716e2},
-		{250100, 5000000, 0.05, 4.2099945664892513896e-2}, // near np: no cancellation
-		{11, 200, 0.05, 1.0209637157620373392e-1},
-		// exact by definition
-		{10, 200, 0.05, 0}, // k/n == p
-		{0, 200, 0.05, 0},
-		{0, 0, 0.5, 0},
-		{5, 3, 0.5, 0},
-		{-1, 3, 0.5, 0},
-		{1, 3, math.NaN(), 0},
-		{1, 3, -1, 0},
-		{1, 3, 2, 0},
-		{3, 3, 1, 0},
-		{1, 3, 0, math.Inf(1)},
-	}
-	for _, c := range cases {
-		got := LikelihoodRatioBinomial(c.k, c.n, c.p)
-		if c.want == 0 || math.IsInf(c.want, 0) {
-			if got != c.want {
-				t.Errorf("LikelihoodRatioBinomial(%d, %d, %v) = %v, want %v", c.k, c.n, c.p, got, c.want)
-			}
-			continue
-		}
-		if e := math.Abs(got-c.want) / c.want; !(e <= 1e-12) {
-			t.Errorf("LikelihoodRatioBinomial(%d, %d, %v) = %.17g, want %.17g (relative error %.2g)", c.k, c.n, c.p, got, c.want, e)
-		}
-	}
-}
-
-// The bucket layout of an http.server.request.duration histogram (seconds).
-var (
-	stdBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
-	stdCounts = []uint64{0, 3, 40, 120, 200, 150, 90, 30, 10, 5, 2, 0, 0, 0, 1} // 651
-)
-
-func closeTo(got, want float64) bool {
-	return got == want || math.Abs(got-want) <= 1e-12*math.Abs(want)
-}
-
-func TestExplicitQuantile(t *testing.T) {
-	nan := math.NaN()
-	cases := []struct {
-		bounds []float64
-		counts []uint64
-		q      float64
-		want   float64
-		ok     bool
-	}{
-		// ref.py (Fractions)
-		{stdBounds, stdCounts, 0.5, 7.0312499999999998265e-2, true},
-		{stdBounds, stdCounts, 0.9, 2.2150000000000002515e-1, true},
-		{stdBounds, stdCounts, 0.99, 8.2449999999999971090e-1, true},
-		{stdBounds, stdCounts, 0.999, 10, true},                                        // +Inf bucket: the last finite bound
-		{[]float64{0.1, 0.2}, []uint64{10, 0, 0}, 0.5, 5.0000000000000002776e-2, true}, // first bucket from 0
-		{[]float64{0, 1}, []uint64{4, 4, 0}, 0.25, 0, true},                            // first bucket, bound <= 0
-		{[]float64{0, 1}, []uint64{4, 4, 0}, 0.75, 0.5, true},
-		{[]float64{1, 2}, []uint64{0, 1, 9}, 0.9, 2, true}, // +Inf bucket
-		{[]float64{1, 2}, []uint64{0, 1, 9}, 0.05, 1.5000000000000000278, true},
-		{[]float64{0.3}, []uint64{5, 0}, 0.5, 1.4999999999999999445e-1, true}, // a single finite bucket
-		{[]float64{0.3}, []uint64{0, 5}, 0.5, 2.9999999999999998890e-1, true},
-		{[]float64{-1, 0, 1}, []uint64{0, 2, 2, 0}, 0.5, 0, true},
-		{[]float64{0.1, 0.2, 0.4}, []uint64{0, 3, 0, 0}, 1.0 / 3, 1.3333333333333333888e-1, true},
-		// no answer
-		{stdBounds, make([]uint64, 15), 0.5, 0, false}, // zero counts
-		{nil, nil, 0.5, 0, false},
-		{[]float64{}, []uint64{}, 0.5, 0, false},
-		{nil, []uint64{5}, 0.5, 0, false},                // only the +Inf bucket
-		{[]float64{1, 2}, []uint64{1, 1}, 0.5, 0, false}, // length mismatch
-		{[]float64{1, 2}, []uint64{1, 1, 1, 1}, 0.5, 0, false},
-		{[]float64{2, 1}, []uint64{1, 1, 1}, 0.5, 0, false}, // not increasing
-		{[]float64{1, 1}, []uint64{1, 1, 1}, 0.5, 0, false},
-		{[]float64{1, nan}, []uint64{1, 1, 1}, 0.5, 0, false},
-		{[]float64{1, math.Inf(1)}, []uint64{1, 1, 1}, 0.5, 0, false},
-		{stdBounds, stdCounts, 0, 0, false},
-		{stdBounds, stdCounts, 1, 0, false},
-		{stdBounds, stdCounts, nan, 0, false},
-		{stdBounds, stdCounts, -0.5, 0, false},
-	}
-	for i, c := range cases {
-		got, ok := ExplicitQuantile(c.bounds, c.counts, c.q)
-		if ok != c.ok || !closeTo(got, c.want) {
-			t.Errorf("case %d: ExplicitQuantile(%v, %v, %v) = %v, %v; want %v, %v", i, c.bounds, c.counts, c.q, got, ok, c.want, c.ok)
-		}
-	}
-	// Huge counts do not overflow.
-	big := []uint64{math.MaxUint64, math.MaxUint64, math.MaxUint64}
-	if v, ok := ExplicitQuantile([]float64{1, 2}, big, 0.5); !ok || v != 1.5 {
-		t.Errorf("huge counts: %v, %v", v, ok)
-	}
-}
-
-func TestFractionAbove(t *testing.T) {
-	cases := []struct {
-		bounds    []float64
-		counts    []uint64
-		threshold float64
-		want      float64
-		ok        bool
-	}{
-		// ref.py (Fractions)
-		{stdBounds, stdCounts, 0.3, 6.4516129032258066563e-2, true},  // inside (0.25, 0.5]
-		{stdBounds, stdCounts, 0.25, 7.3732718894009216590e-2, true}, // on a bound
-		{stdBounds, stdCounts, 0.001, 1, true},                       // inside the first, empty bucket
-		{stdBounds, stdCounts, 10, 1.5360983102918586790e-3, true},   // the +Inf bucket
-		{stdBounds, stdCounts, 20, 1.5360983102918586790e-3, true},   // beyond the last bound: upper estimate
-		{stdBounds, stdCounts, 0, 1, true},
-		{stdBounds, stdCounts, -1, 1, true},
-		{[]float64{0.1, 0.2, 0.5}, []uint64{5, 5, 0, 0}, 0.3, 0, true},        // all buckets below the threshold
-		{[]float64{0.3}, []uint64{7, 0}, 0.1, 6.6666666666666663583e-1, true}, // first bucket from 0
-		{[]float64{0.3}, []uint64{7, 3}, 0.3, 0.3, true},
-		{[]float64{0, 1}, []uint64{2, 2, 0}, -0.5, 1, true}, // first bucket at its bound <= 0
-		{[]float64{1, 2}, []uint64{0, 4, 0}, 1.25, 0.75, true},
-		// exact by definition
-		{stdBounds, stdCounts, math.Inf(1), 0, true},
-		{stdBounds, stdCounts, math.Inf(-1), 1, true},
-		{[]float64{0, 1}, []uint64{2, 2, 0}, 0, 0.5, true},
-		// no answer
-		{stdBounds, make([]uint64, 15), 0.3, 0, false},
-		{stdBounds, stdCounts, math.NaN(), 0, false},
-		{nil, nil, 0.3, 0, false},
-		{nil, []uint64{3}, 0.3, 0, false},
-		{[]float64{1, 2}, []uint64{1, 1}, 0.5, 0, false},
-		{[]float64{2, 1}, []uint64{1, 1, 1}, 0.5, 0, false},
-	}
-	for i, c := range cases {
-		got, ok := FractionAbove(c.bounds, c.counts, c.threshold)
-		if ok != c.ok || !closeTo(got, c.want) {
-			t.Errorf("case %d: FractionAbove(%v, %v, %v) = %v, %v; want %v, %v", i, c.bounds, c.counts, c.threshold, got, ok, c.want, c.ok)
-		}
-	}
-}
-
-func TestExponentialQuantile(t *testing.T) {
-	cases := []struct {
-		scale     int32
-		zeroCount uint64
-		offset    int32
-		counts    []uint64
-		q, want   float64
-		ok        bool
-	}{
-		// ref.py: base^(i+f) in Decimal
-		{0, 0, 3, []uint64{1, 2, 3, 4}, 0.5, 5.0796833662982383192e1, true}, // scale 0: base 2
-		{0, 0, 3, []uint64{1, 2, 3, 4}, 0.1, 16, true},                      // top of the first bucket
-		{0, 5, -2, []uint64{5, 0, 10}, 0.25, 0, true},                       // the zero bucket
-		{0, 5, -2, []uint64{5, 0, 10}, 0.6, 1.1486983549970349714, true},
-		{3, 0, -20, []uint64{0, 7, 1, 2, 0, 10}, 0.5, 0.25, true}, // scale 3: base 2^(1/8)
-		{3, 0, -20, []uint64{0, 7, 1, 2, 0, 10}, 0.99, 2.9678704014221411463e-1, true},
-		{3, 3, 100, []uint64{1}, 0.9, 6.1017188889505885936e3, true},
-		{-2, 0, 1, []uint64{2, 2}, 0.75, 1024, true}, // scale -2: base 16
-		{-1, 1, -3, []uint64{1, 1, 1}, 0.5, 0.0625, true},
-		{20, 0, 1048576, []uint64{4, 4}, 0.5, 2.0000013220737641484, true},
-		{0, 0, 0, []uint64{4}, 0.25, 1.1892071150027210667, true}, // a single bucket
-		// exact by definition
-		{0, 7, 0, nil, 0.99, 0, true},                       // only the zero bucket
-		{-10, 0, 0, []uint64{1}, 0.5, math.Exp2(512), true}, // base 2^1024
-		// no answer
-		{0, 0, 0, nil, 0.5, 0, false},
-		{0, 0, 0, []uint64{0, 0}, 0.5, 0, false},
-		{21, 0, 0, []uint64{1}, 0.5, 0, false},
-		{-11, 0, 0, []uint64{1}, 0.5, 0, false},
-		{0, 0, 0, []uint64{1}, 0, 0, false},
-		{0, 0, 0, []uint64{1}, 1, 0, false},
-		{0, 0, 0, []uint64{1}, math.NaN(), 0, false},
-		{-10, 0, math.MaxInt32, []uint64{1}, 0.5, 0, false}, // overflows float64
-		{0, 0, 1024, []uint64{1}, 0.5, 0, false},
-	}
-	for i, c := range cases {
-		got, ok := ExponentialQuantile(c.scale, c.zeroCount, c.offset, c.counts, c.q)
-		if ok != c.ok || !closeTo(got, c.want) {
-			t.Errorf("case %d: ExponentialQuantile(%d, %d, %d, %v, %v) = %v, %v; want %v, %v", i, c.scale, c.zeroCount, c.offset, c.counts, c.q, got, ok, c.want, c.ok)
-		}
-	}
-	// Tiny values underflow to 0 rather than failing.
-	if v, ok := ExponentialQuantile(-10, 0, math.MinInt32, []uint64{1}, 0.5); !ok || v != 0 {
-		t.Errorf("underflow: %v, %v", v, ok)
-	}
-}
-
 // ratBinomialTail is P(X >= k) for X ~ Binomial(n, p) in exact integers:
 // with p = P/D exactly, the sum of C(n,j) P^j (D-P)^(n-j), over D^n.
 func ratBinomialTail(k, n int64, p float64) float64 {
@@ -505,7 +276,7 @@ func TestSmallCasesExact(t *testing.T) {
 
 // The saddle-point approximation that takes over above tailMaxVar, checked
 // against the exact sums run beyond it: its error shrinks with the
-// variance, ~1e-9 at 1e6 and under 1e-12 from 1e8 on.
+// variance, ~1e-11 at 1e6 to 1e7 and under 1e-12 from ~1e8 on.
 func TestSaddleAgainstExact(t *testing.T) {
 	for _, c := range []struct {
 		n, p float64
@@ -521,21 +292,10 @@ func TestSaddleAgainstExact(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range []struct{ lambda, tol float64 }{{1e6, 2e-9}, {1e8, 5e-12}} {
-		lambda, sd := c.lambda, math.Sqrt(c.lambda)
-		for _, z := range []float64{-3, -1e-3, 0, 2, 10, 30} {
-			k := math.Round(lambda + z*sd)
-			got := poissonSaddle(k, lambda)
-			want := exactPoissonTail(int64(k), lambda)
-			if e := math.Abs(got-want) / want; !(e <= c.tol) {
-				t.Errorf("poissonSaddle(%v, %v) = %.17g, exact %.17g (%.2g)", k, lambda, got, want, e)
-			}
-		}
-	}
 }
 
-// exactBinomialTail and exactPoissonTail run the exact summation whatever
-// the variance (for TestSaddleAgainstExact).
+// exactBinomialTail runs the exact summation whatever the variance (for
+// TestSaddleAgainstExact).
 func exactBinomialTail(k, n int64, p float64) float64 {
 	q := 1 - p
 	nf, kf := float64(n), float64(k)
@@ -562,31 +322,6 @@ func exactBinomialTail(k, n int64, p float64) float64 {
 	return 1 - math.Exp(logDbinom(kf-1, nf, p, q)+math.Log(s))
 }
 
-func exactPoissonTail(k int64, lambda float64) float64 {
-	kf := float64(k)
-	s, t := 1.0, 1.0
-	if kf > math.Floor(lambda) {
-		for j := kf; ; j++ {
-			r := lambda / (j + 1)
-			t *= r
-			s += t
-			if t*r < tailEps*s*(1-r) {
-				break
-			}
-		}
-		return math.Exp(logDpois(kf, lambda) + math.Log(s))
-	}
-	for j := kf - 1; j > 0; j-- {
-		r := j / lambda
-		t *= r
-		s += t
-		if r < 1 && t*r < tailEps*s*(1-r) {
-			break
-		}
-	}
-	return 1 - math.Exp(logDpois(kf-1, lambda)+math.Log(s))
-}
-
 // Tails never increase with k, across the switch at the mode, the switch to
 // the saddle point, and far into underflow.
 func TestTailsMonotone(t *testing.T) {
@@ -606,25 +341,14 @@ func TestTailsMonotone(t *testing.T) {
 			prev = got
 		}
 	}
-	for _, lambda := range []float64{0.3, 30, 3e4, 3e8} {
-		prev := 1.0
-		for z := -6.0; z <= 40; z += 0.05 {
-			k := int64(math.Round(lambda + z*math.Sqrt(lambda)))
-			got := PoissonUpperTail(k, lambda)
-			if got > prev*(1+1e-12) {
-				t.Fatalf("PoissonUpperTail(%d, %v) = %v > %v at k-1", k, lambda, got, prev)
-			}
-			prev = got
-		}
-	}
 }
 
 func FuzzStats(f *testing.F) {
-	f.Add(int64(30), int64(200), 0.05, int64(41), int64(100), int64(5), int64(900), 0.99, 0.3, int32(3), int32(-20), uint64(2), []byte{10, 20, 30, 40, 50, 3, 0, 255, 7})
-	f.Add(int64(0), int64(0), math.NaN(), int64(-1), int64(0), int64(0), int64(0), 0.0, math.NaN(), int32(-11), int32(math.MaxInt32), uint64(0), []byte{})
-	f.Add(int64(math.MaxInt64), int64(math.MaxInt64), 1e-300, int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), 1e-300, math.Inf(1), int32(20), int32(math.MinInt32), uint64(math.MaxUint64), []byte{255, 255, 255, 255})
-	f.Add(int64(5000100), int64(10000000), 0.5, int64(600), int64(10000), int64(5000), int64(990000), 0.5, -1.0, int32(-10), int32(0), uint64(1), []byte{1, 2, 3, 4, 5, 6, 7, 8})
-	f.Fuzz(func(t *testing.T, k, n int64, p float64, a, n1, b, n2 int64, q, threshold float64, scale, offset int32, zero uint64, raw []byte) {
+	f.Add(int64(30), int64(200), 0.05, int64(41), int64(100), int64(5), int64(900))
+	f.Add(int64(0), int64(0), math.NaN(), int64(-1), int64(0), int64(0), int64(0))
+	f.Add(int64(math.MaxInt64), int64(math.MaxInt64), 1e-300, int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64), int64(math.MaxInt64))
+	f.Add(int64(5000100), int64(10000000), 0.5, int64(600), int64(10000), int64(5000), int64(990000))
+	f.Fuzz(func(t *testing.T, k, n int64, p float64, a, n1, b, n2 int64) {
 		isP := func(name string, v float64) {
 			if !(v >= 0 && v <= 1) {
 				t.Fatalf("%s = %v", name, v)
@@ -635,14 +359,6 @@ func FuzzStats(f *testing.F) {
 		if k < math.MaxInt64 {
 			if next := BinomialUpperTail(k+1, n, p); next > bt*(1+1e-9)+1e-300 {
 				t.Fatalf("BinomialUpperTail(%d, %d, %v) = %v < %v at k+1", k, n, p, bt, next)
-			}
-		}
-		lam := math.Abs(p) * float64(n%1000000000)
-		pt := PoissonUpperTail(k, lam)
-		isP("PoissonUpperTail", pt)
-		if k < math.MaxInt64 {
-			if next := PoissonUpperTail(k+1, lam); next > pt*(1+1e-9)+1e-300 {
-				t.Fatalf("PoissonUpperTail(%d, %v) = %v < %v at k+1", k, lam, pt, next)
 			}
 		}
 		isP("FisherGreater", FisherGreater(a, n1, b, n2))
@@ -666,44 +382,6 @@ func FuzzStats(f *testing.F) {
 			}
 		}
 		isP("ProportionGreater", ProportionGreater(fa, fn1, fb, fn2))
-		if g := LikelihoodRatioBinomial(k, n, p); !(g >= 0) {
-			t.Fatalf("LikelihoodRatioBinomial(%d, %d, %v) = %v", k, n, p, g)
-		}
-
-		// Histograms from the raw bytes: bound steps (255 makes a NaN,
-		// small bytes make non-increasing bounds), then counts.
-		half := len(raw) / 2
-		bounds := make([]float64, 0, half)
-		x := threshold
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			x = 0
-		}
-		for _, c := range raw[:half] {
-			if c == 255 {
-				bounds = append(bounds, math.NaN())
-				continue
-			}
-			x += float64(c)/32 - 0.25
-			bounds = append(bounds, x)
-		}
-		counts := make([]uint64, 0, len(raw)-half)
-		for _, c := range raw[half:] {
-			counts = append(counts, uint64(c)<<(8*(c%8)))
-		}
-		if v, ok := ExplicitQuantile(bounds, counts, q); ok {
-			if math.IsNaN(v) || v < min(0, bounds[0]) || v > bounds[len(bounds)-1] {
-				t.Fatalf("ExplicitQuantile(%v, %v, %v) = %v", bounds, counts, q, v)
-			}
-			if v2, ok2 := ExplicitQuantile(bounds, counts, (q+1)/2); !ok2 || v2 < v {
-				t.Fatalf("ExplicitQuantile not monotone in q: %v then %v", v, v2)
-			}
-		}
-		if fr, ok := FractionAbove(bounds, counts, threshold); ok {
-			isP("FractionAbove", fr)
-		}
-		if v, ok := ExponentialQuantile(scale, zero, offset, counts, q); ok && !(v >= 0 && !math.IsInf(v, 0)) {
-			t.Fatalf("ExponentialQuantile(%d, %d, %d, %v, %v) = %v", scale, zero, offset, counts, q, v)
-		}
 	})
 }
 
