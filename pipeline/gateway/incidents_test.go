@@ -77,7 +77,8 @@ func postH(t *testing.T, g *gateway.Gateway, path string, h http.Header, body []
 	return resp.StatusCode, m
 }
 
-// syncBuffer is a log destination the handlers may write concurrently.
+// syncBuffer is a log destination written concurrently (handlers, a
+// Collector process) and read by the test.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
