@@ -47,6 +47,7 @@ func TestRealisticScenario(t *testing.T) {
 			settled = time.Since(began)
 			time.Sleep(2500 * time.Millisecond) // two flushes
 			got = detectedIncidents(t, ctx, s)
+			checkIncidentIDs(t, ctx, s)
 		},
 	})
 	r := replay.Score(exp, got)

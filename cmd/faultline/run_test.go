@@ -160,6 +160,7 @@ func runScenario(t *testing.T, shuffle time.Duration, extraWorkers int, beforeSt
 			}
 			time.Sleep(1500 * time.Millisecond) // one more flush
 			out = outcome(t, ctx, s)
+			checkIncidentIDs(t, ctx, s)
 			if beforeStop != nil {
 				beforeStop()
 			}
@@ -328,4 +329,62 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 	}
 	rows.Close()
 	return out
+}
+
+// checkIncidentIDs checks that every log record inside an incident's span
+// (its service and environment, StartedAt to ResolvedAt) carries the
+// incident's id, and that no other record carries one: counted per
+// incident straight from the incidents table, against otel_logs.IncidentId.
+func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
+	t.Helper()
+	if err := s.ch.Exec(ctx, "SYSTEM RELOAD DICTIONARY incident_spans"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.ch.Query(ctx, `SELECT IncidentId, Service, Environment, StartedAt, ResolvedAt FROM incidents FINAL ORDER BY StartedAt`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		id, svc, env string
+		start        time.Time
+		end          *time.Time
+	}
+	var spans []span
+	for rows.Next() {
+		var sp span
+		if err := rows.Scan(&sp.id, &sp.svc, &sp.env, &sp.start, &sp.end); err != nil {
+			t.Fatal(err)
+		}
+		spans = append(spans, sp)
+	}
+	rows.Close()
+	var inside uint64
+	for _, sp := range spans {
+		end := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		if sp.end != nil {
+			end = *sp.end
+		}
+		var want, got uint64
+		if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = ? AND ResourceAttributes['deployment.environment.name'] = ?
+			AND Timestamp >= ? AND Timestamp < ?`, sp.svc, sp.env, sp.start, end).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId = ?`, sp.id).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("incident %s (%s/%s from %s): %d records carry its id, %d lie inside it", sp.id, sp.svc, sp.env, sp.start.Format("15:04"), got, want)
+		}
+		inside += want
+	}
+	var stamped uint64
+	if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId != ''`).Scan(&stamped); err != nil {
+		t.Fatal(err)
+	}
+	if stamped != inside {
+		t.Errorf("%d records carry an incident id, %d lie inside incidents", stamped, inside)
+	}
+	if inside == 0 {
+		t.Error("no record lies inside an incident: the check checked nothing")
+	}
 }

@@ -543,7 +543,7 @@ func (c *Correlator) saveProvisional(ctx context.Context) error {
 
 // retract withdraws a provisional incident the final verdict did not
 // confirm: its pin goes (the deploy is no longer a change failure for it),
-// its rows are deleted, workers stop stamping rows with it, and receivers
+// its rows are deleted (so no telemetry row reads it as its IncidentId any more), and receivers
 // that were told about it hear that it is withdrawn.
 func (c *Correlator) retract(inc *incident) {
 	c.log.Info("provisional incident retracted by the final verdict", "incident", inc.ID, "service", inc.Service, "environment", inc.Environment)
@@ -558,7 +558,7 @@ func (c *Correlator) retract(inc *incident) {
 
 // withdraw queues what every retraction does, whether this run opened the
 // incident or an earlier one did: the retraction alert when receivers
-// were told, an empty span for the workers (the incident never was), the
+// were told, a zero-length span on faultline.incidents for its consumers (the incident never was), the
 // deletion of its rows, and forgetting its provisional record.
 func (c *Correlator) withdraw(i alert.Incident, alerted bool, suspects []alert.Suspect) {
 	if alerted {
@@ -713,7 +713,7 @@ type pendingRollback struct {
 }
 
 // publishDetected announces detected incidents on faultline.incidents, so
-// workers can stamp rows with them and other consumers see them too. Like
+// other consumers see them as they see reported ones. Like
 // alerts, each is published once (the replay after a restart finds them in
 // the bucket).
 func (c *Correlator) publishDetected(ctx context.Context) {

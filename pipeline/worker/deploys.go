@@ -17,24 +17,22 @@ import (
 	"github.com/faultline-dev/faultline/processors/otlp"
 )
 
-// LiveDeploys keeps every worker's view of the deploys and incidents: it
-// reads the deploy and incident events (explicit ones and those the
-// correlator detected) from the start of the EVENTS stream and follows it,
+// LiveDeploys keeps every worker's view of the deploys: it reads the deploy
+// events from the start of the EVENTS stream and follows it,
 // so any number of workers share the same view without a store of their
 // own, and a restarted worker rebuilds it in moments.
 type LiveDeploys struct {
 	mu      sync.RWMutex
 	idx     *deploys.Index
-	inc     *enrich.Incidents
 	cons    jetstream.Consumer
 	applied atomic.Uint64 // stream sequence of the last event applied
 }
 
 // FollowDeploys starts following deploy events until ctx ends.
 func FollowDeploys(ctx context.Context, js jetstream.JetStream, n broker.Config) (*LiveDeploys, error) {
-	l := &LiveDeploys{idx: deploys.NewIndex(), inc: enrich.NewIncidents()}
+	l := &LiveDeploys{idx: deploys.NewIndex()}
 	cons, err := js.OrderedConsumer(ctx, n.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{broker.DeploysSubject, broker.IncidentsSubject}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubjects: []string{broker.DeploysSubject}, DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow deploys: %w", err)
@@ -42,20 +40,6 @@ func FollowDeploys(ctx context.Context, js jetstream.JetStream, n broker.Config)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if meta, err := m.Metadata(); err == nil {
 			defer l.applied.Store(meta.Sequence.Stream)
-		}
-		if m.Subject() == broker.IncidentsSubject {
-			var i events.Incident
-			if json.Unmarshal(m.Data(), &i) != nil {
-				return
-			}
-			l.mu.Lock()
-			if i.Status == events.StatusResolved {
-				l.inc.Resolve(i.ID, i.Service, i.Environment, i.Timestamp)
-			} else {
-				l.inc.Open(i.ID, i.Service, i.Environment, i.Timestamp)
-			}
-			l.mu.Unlock()
-			return
 		}
 		var e events.Deploy
 		if json.Unmarshal(m.Data(), &e) != nil {
@@ -88,12 +72,12 @@ func (l *LiveDeploys) catchUp() {
 	}
 }
 
-// Prepare stamps a batch's rows with the deploy live and the incident open
-// at each row's time, as far as they are known now.
+// Prepare stamps a batch's rows with the deploy live at each row's time, as
+// far as it is known now. (The incident a row falls in is read through the
+// incident_spans dictionary, not stamped.)
 func (l *LiveDeploys) Prepare(b *otlp.Batch) {
 	l.catchUp()
 	l.mu.RLock()
 	enrich.Fill(b, l.idx)
-	enrich.FillIncidents(b, l.inc)
 	l.mu.RUnlock()
 }

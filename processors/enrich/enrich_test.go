@@ -63,21 +63,3 @@ func BenchmarkFill(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch.Records()), "ns/record")
 }
 
-func TestFillIncidents(t *testing.T) {
-	b := otlp.NewBatch()
-	if _, err := b.Append(otlp.SignalLogs, otlp.FormatProtobuf, otlptest.LogsRequest("i", 1000)); err != nil {
-		t.Fatal(err)
-	}
-	x := NewIncidents()
-	base := otlptest.Base
-	x.Open("inc-1", "checkout", "production", base.Add(200*time.Millisecond))
-	x.Resolve("inc-1", "checkout", "production", base.Add(400*time.Millisecond))
-	x.Open("inc-2", "checkout", "production", base.Add(900*time.Millisecond)) // still open
-	x.Open("other", "checkout", "staging", base)
-	FillIncidents(b, x)
-	for i, want := range map[int]string{0: "", 199: "", 200: "inc-1", 399: "inc-1", 400: "", 900: "inc-2", 999: "inc-2"} {
-		if got := b.Src.String(b.Logs.IncidentId[i]); got != want {
-			t.Errorf("row %d: %q, want %q", i, got, want)
-		}
-	}
-}

@@ -221,8 +221,9 @@ func (a *SharedAttrs) truncate(m sharedMark) {
 }
 
 // Enrichment holds faultline's per-row columns that link a record to the
-// release that was live and the incident it falls in, plus what a row needs
-// for that lookup.
+// release that was live, plus what a row needs for that lookup. (The
+// incident a row falls in is not written: the tables read it through the
+// incident_spans dictionary.)
 type Enrichment struct {
 	// Environment is the deployment.environment.name (or the older
 	// deployment.environment) resource attribute; ServiceVersion is
@@ -232,12 +233,11 @@ type Enrichment struct {
 	ServiceVersion []Str
 	DeployId       []Str
 	DeployVersion  []Str
-	IncidentId     []Str
 }
 
 func (e *Enrichment) reset() {
 	e.Environment, e.ServiceVersion = e.Environment[:0], e.ServiceVersion[:0]
-	e.DeployId, e.DeployVersion, e.IncidentId = e.DeployId[:0], e.DeployVersion[:0], e.IncidentId[:0]
+	e.DeployId, e.DeployVersion = e.DeployId[:0], e.DeployVersion[:0]
 }
 
 func (e *Enrichment) appendRow(env, version Str) {
@@ -245,5 +245,4 @@ func (e *Enrichment) appendRow(env, version Str) {
 	e.ServiceVersion = append(e.ServiceVersion, version)
 	e.DeployId = append(e.DeployId, Str{})
 	e.DeployVersion = append(e.DeployVersion, Str{})
-	e.IncidentId = append(e.IncidentId, Str{})
 }

@@ -40,7 +40,7 @@ func (r *LogRows) truncate(m logsMark) {
 	r.ResourceSchemaUrl, r.ScopeSchemaUrl, r.ScopeName, r.ScopeVersion = r.ResourceSchemaUrl[:n], r.ScopeSchemaUrl[:n], r.ScopeName[:n], r.ScopeVersion[:n]
 	r.EventName = r.EventName[:n]
 	r.Environment, r.ServiceVersion = r.Environment[:n], r.ServiceVersion[:n]
-	r.DeployId, r.DeployVersion, r.IncidentId = r.DeployId[:n], r.DeployVersion[:n], r.IncidentId[:n]
+	r.DeployId, r.DeployVersion = r.DeployId[:n], r.DeployVersion[:n]
 	trunc := func(a *Attrs, kv, off int) {
 		a.Keys, a.Values, a.Offsets = a.Keys[:kv], a.Values[:kv], a.Offsets[:off]
 	}

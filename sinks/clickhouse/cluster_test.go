@@ -82,6 +82,10 @@ func TestClusterTables(t *testing.T) {
 		}
 		delete(got, v)
 	}
+	if got["incident_spans"] != "Dictionary" {
+		t.Errorf("incident_spans: engine %q, want Dictionary", got["incident_spans"])
+	}
+	delete(got, "incident_spans")
 	if len(got) != 0 {
 		t.Errorf("unexpected tables: %v", got)
 	}

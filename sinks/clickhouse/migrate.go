@@ -39,11 +39,12 @@ func Migrations() []Migration { return append([]Migration(nil), migrations...) }
 type schemaVars struct {
 	DB        string // quoted database name
 	OnCluster string // " ON CLUSTER name" or ""
+	DictName  string // the incident_spans dictionary as dictGet names it
 	cfg       *Config
 }
 
 func (c *Config) vars() schemaVars {
-	v := schemaVars{DB: "`" + c.Database + "`", cfg: c}
+	v := schemaVars{DB: "`" + c.Database + "`", DictName: c.Database + ".incident_spans", cfg: c}
 	if c.Cluster != "" && !c.noCoordination {
 		v.OnCluster = " ON CLUSTER `" + c.Cluster + "`"
 	}
@@ -105,6 +106,15 @@ func (c *Config) render(stmt string) (string, error) {
 				return ""
 			}
 			return fmt.Sprintf(distributedStmt, v.DB, name, v.OnCluster, c.Cluster, c.Database, key)
+		},
+		// dictCredentials are the USER and PASSWORD clauses of a dictionary
+		// whose source is this server: its query runs as that user, which
+		// is "default" without a password unless they are given.
+		"dictCredentials": func() string {
+			if c.User == "" || (c.User == "default" && c.Password == "") {
+				return ""
+			}
+			return fmt.Sprintf(" USER %s PASSWORD %s", quoteString(c.User), quoteString(c.Password))
 		},
 		// ttl is a TTL clause on a DateTime64 column, empty when TTL_DAYS is 0.
 		"ttl": func(col string) string {
@@ -196,6 +206,11 @@ func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger)
 			log.Info("applied clickhouse migration", "version", m.Version, "name", m.Name)
 		}
 	}
+	// The dictionary's source credentials follow the settings: created
+	// again at every migrate, not only once.
+	if err := exec(ctx, conn, c, incidentSpansDict); err != nil {
+		return fmt.Errorf("migrate: incident_spans dictionary: %w", err)
+	}
 	return nil
 }
 
@@ -241,4 +256,10 @@ func (c *Config) script() (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// quoteString is a ClickHouse string literal of s: DDL clauses such as a
+// dictionary's credentials take no query parameters.
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

@@ -1,5 +1,7 @@
 package clickhouse
 
+import "fmt"
+
 // The deploy, incident and DORA schema (versions 20-29). The tables hold
 // the latest state per id (ReplacingMergeTree by UpdatedAt): read them with
 // FINAL or argMax. The views read them with FINAL, so they are exact at any
@@ -127,5 +129,55 @@ ALTER TABLE {{.DB}}.{{local "incidents"}}{{.OnCluster}}
 ALTER TABLE {{.DB}}.incidents{{.OnCluster}}
 	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
 	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal{{end}}`}},
+		// Every telemetry row's IncidentId is the incident of its service
+		// and environment open at its time, read through this dictionary
+		// of incident spans when the column is read: a row written before
+		// its incident was detected, confirmed or moved gets it all the
+		// same, a retracted incident leaves no trace, and no row is ever
+		// rewritten (docs/tables.md weighs this against updating rows).
+		Migration{Version: 26, Name: "incident_spans dictionary", Stmts: []string{incidentSpansDict}},
+		Migration{Version: 27, Name: "IncidentId from incident_spans", Stmts: incidentIDAlias()},
 	)
+}
+
+// incidentSpansDict is the dictionary of incident spans: per service and
+// environment (keyed by cityHash64 of the two: a one-word key looks up half
+// again as fast as the pair of strings), [StartedAt, ResolvedAt) in Unix
+// nanoseconds, an open incident running to the end of time. Where two
+// spans overlap (a reported incident over a detected one) the later start
+// wins. It is created again at every migrate (CREATE OR REPLACE): the local
+// ClickHouse source runs its query as the configured user, so a changed
+// password is taken up.
+const incidentSpansDict = `
+CREATE OR REPLACE DICTIONARY {{.DB}}.incident_spans{{.OnCluster}} (
+	Key        UInt64,
+	StartNs    Int64,
+	EndNs      Int64,
+	IncidentId String
+)
+PRIMARY KEY Key
+SOURCE(CLICKHOUSE(QUERY 'SELECT cityHash64(Service, Environment) AS Key, toUnixTimestamp64Nano(StartedAt) AS StartNs, ifNull(toUnixTimestamp64Nano(ResolvedAt), 9223372036854775807) - 1 AS EndNs, IncidentId FROM {{.DB}}.incidents FINAL'{{dictCredentials}}))
+LIFETIME(MIN 5 MAX 10)
+LAYOUT(RANGE_HASHED(range_lookup_strategy 'max'))
+RANGE(MIN StartNs MAX EndNs)`
+
+// incidentIDAlias turns each telemetry table's IncidentId into an ALIAS
+// column that looks the row up in incident_spans, on the tables that store
+// rows and on the Distributed tables over them.
+func incidentIDAlias() []string {
+	var out []string
+	for _, t := range []struct{ table, ts string }{
+		{"otel_logs", "Timestamp"}, {"otel_metrics_gauge", "TimeUnix"}, {"otel_metrics_sum", "TimeUnix"},
+		{"otel_metrics_histogram", "TimeUnix"}, {"otel_metrics_exponential_histogram", "TimeUnix"}, {"otel_metrics_summary", "TimeUnix"},
+	} {
+		alter := `
+ALTER TABLE {{.DB}}.%s{{.OnCluster}}
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('{{.DictName}}', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(` + t.ts + `), '')`
+		out = append(out, fmt.Sprintf(alter, `{{local "`+t.table+`"}}`),
+			`{{if ne (local "`+t.table+`") "`+t.table+`"}}`+fmt.Sprintf(alter, t.table)+`{{end}}`)
+	}
+	return out
 }

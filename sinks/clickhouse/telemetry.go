@@ -234,7 +234,7 @@ func logsView(r *otlp.LogRows, from, to int, offs *[]uint64) otlp.LogRows {
 		ScopeAttributes:    sharedView(&r.ScopeAttributes, from, to),
 	}
 	v.Environment, v.ServiceVersion = r.Environment[from:to], r.ServiceVersion[from:to]
-	v.DeployId, v.DeployVersion, v.IncidentId = r.DeployId[from:to], r.DeployVersion[from:to], r.IncidentId[from:to]
+	v.DeployId, v.DeployVersion = r.DeployId[from:to], r.DeployVersion[from:to]
 	a := &r.LogAttributes
 	base := uint64(0)
 	if from > 0 {

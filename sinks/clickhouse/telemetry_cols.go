@@ -57,23 +57,22 @@ func (e *exemplarCols) fill(src *otlp.Sources, x *otlp.Exemplars) proto.Input {
 	}
 }
 
-// enrichCols are DeployId, DeployVersion, IncidentId.
+// enrichCols are DeployId and DeployVersion. IncidentId is an ALIAS
+// column: it is read, never written.
 type enrichCols struct {
-	deployID, deployVersion, incidentID *lowCard
+	deployID, deployVersion *lowCard
 }
 
 func (e *enrichCols) init() {
-	e.deployID, e.deployVersion, e.incidentID = new(lowCard), new(lowCard), new(lowCard)
+	e.deployID, e.deployVersion = new(lowCard), new(lowCard)
 }
 
 func (e *enrichCols) fill(src *otlp.Sources, x *otlp.Enrichment) proto.Input {
 	e.deployID.AppendArr(src, x.DeployId)
 	e.deployVersion.AppendArr(src, x.DeployVersion)
-	e.incidentID.AppendArr(src, x.IncidentId)
 	return proto.Input{
 		{Name: "DeployId", Data: e.deployID},
 		{Name: "DeployVersion", Data: e.deployVersion},
-		{Name: "IncidentId", Data: e.incidentID},
 	}
 }
 

@@ -32,7 +32,7 @@ func testTelemetryWriteReadBackAndDedup(t *testing.T, cfg clickhouse.Config) {
 	if _, err := b.Append(otlp.SignalMetrics, otlp.FormatProtobuf, otlptest.MetricsRequest()); err != nil {
 		t.Fatal(err)
 	}
-	b.Logs.DeployId[7], b.Logs.DeployVersion[7], b.Logs.IncidentId[7] = b.Src.Copy("d-1"), b.Src.Copy("v2.3.1"), b.Src.Copy("inc-1")
+	b.Logs.DeployId[7], b.Logs.DeployVersion[7] = b.Src.Copy("d-1"), b.Src.Copy("v2.3.1")
 
 	// The same batch twice with one token is stored once; a third write
 	// with another token is stored again.

@@ -347,3 +347,60 @@ ALTER TABLE `faultline`.incidents
 	ADD COLUMN IF NOT EXISTS Signal LowCardinality(String) DEFAULT if(Source = 'detected', 'errors', 'explicit') AFTER Source,
 	ADD COLUMN IF NOT EXISTS DetectionReason String AFTER Signal;
 
+-- 26 incident_spans dictionary
+
+CREATE OR REPLACE DICTIONARY `faultline`.incident_spans (
+	Key        UInt64,
+	StartNs    Int64,
+	EndNs      Int64,
+	IncidentId String
+)
+PRIMARY KEY Key
+SOURCE(CLICKHOUSE(QUERY 'SELECT cityHash64(Service, Environment) AS Key, toUnixTimestamp64Nano(StartedAt) AS StartNs, ifNull(toUnixTimestamp64Nano(ResolvedAt), 9223372036854775807) - 1 AS EndNs, IncidentId FROM `faultline`.incidents FINAL'))
+LIFETIME(MIN 5 MAX 10)
+LAYOUT(RANGE_HASHED(range_lookup_strategy 'max'))
+RANGE(MIN StartNs MAX EndNs);
+
+-- 27 IncidentId from incident_spans
+
+ALTER TABLE `faultline`.otel_logs
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('faultline.incident_spans', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(Timestamp), '');
+
+
+ALTER TABLE `faultline`.otel_metrics_gauge
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('faultline.incident_spans', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(TimeUnix), '');
+
+
+ALTER TABLE `faultline`.otel_metrics_sum
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('faultline.incident_spans', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(TimeUnix), '');
+
+
+ALTER TABLE `faultline`.otel_metrics_histogram
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('faultline.incident_spans', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(TimeUnix), '');
+
+
+ALTER TABLE `faultline`.otel_metrics_exponential_histogram
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('faultline.incident_spans', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(TimeUnix), '');
+
+
+ALTER TABLE `faultline`.otel_metrics_summary
+	DROP COLUMN IF EXISTS IncidentId,
+	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('faultline.incident_spans', 'IncidentId',
+		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
+		toUnixTimestamp64Nano(TimeUnix), '');
+
