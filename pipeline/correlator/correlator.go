@@ -268,6 +268,7 @@ func (c *Correlator) addDeploy(e events.Deploy) {
 		if d.FirstCommitAt.IsZero() || cm.Timestamp.Before(d.FirstCommitAt) {
 			d.FirstCommitAt = cm.Timestamp
 		}
+		d.CommitTimes = append(d.CommitTimes, cm.Timestamp)
 	}
 	if !c.idx.Add(d) {
 		return

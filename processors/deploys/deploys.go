@@ -20,20 +20,40 @@ type Deploy struct {
 	Status                            string // "succeeded" | "failed"
 	At                                time.Time
 	FirstCommitAt                     time.Time // zero when no commits were given
-	Commit, Author, URL               string
-	Attributes                        map[string]string
+	// CommitTimes are the times of the commits the deploy shipped, for
+	// lead time.
+	CommitTimes         []time.Time
+	Commit, Author, URL string
+	Attributes          map[string]string
 }
 
 // Live reports whether the deploy went live; a failed deploy never did and
 // is never counted, suspected or rolled back to.
 func (d *Deploy) Live() bool { return d.Status != "failed" }
 
-// LeadTime is DeployedAt minus the earliest commit, when commits were given.
+// LeadTime is the median, over the commits the deploy shipped, of the time
+// from commit to deploy (the Four Keys method: every change counts, so a
+// deploy of one old commit and nine fresh ones reads as fresh), when
+// commits were given. Commits dated after the deploy are left out.
 func (d *Deploy) LeadTime() (time.Duration, bool) {
-	if d.FirstCommitAt.IsZero() || d.FirstCommitAt.After(d.At) {
-		return 0, false
+	var lts []time.Duration
+	for _, c := range d.CommitTimes {
+		if !c.IsZero() && !c.After(d.At) {
+			lts = append(lts, d.At.Sub(c))
+		}
 	}
-	return d.At.Sub(d.FirstCommitAt), true
+	if len(lts) == 0 {
+		if d.FirstCommitAt.IsZero() || d.FirstCommitAt.After(d.At) {
+			return 0, false
+		}
+		return d.At.Sub(d.FirstCommitAt), true
+	}
+	slices.Sort(lts)
+	n := len(lts)
+	if n%2 == 1 {
+		return lts[n/2], true
+	}
+	return (lts[n/2-1] + lts[n/2]) / 2, true
 }
 
 // Rollback says that By rolled Of back: Of was live and By replaced it with

@@ -81,4 +81,22 @@ func TestLeadTime(t *testing.T) {
 	if lt, ok := d.LeadTime(); !ok || lt != time.Hour {
 		t.Fatalf("lead time %v %v", lt, ok)
 	}
+	// The median over the commits shipped: one old commit among fresh
+	// ones does not make the deploy slow; commits after the deploy are
+	// left out.
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	for _, tc := range []struct {
+		commits []time.Time
+		want    time.Duration
+	}{
+		{[]time.Time{at(0)}, time.Hour},
+		{[]time.Time{at(-1440), at(50), at(55)}, 10 * time.Minute},
+		{[]time.Time{at(0), at(30)}, 45 * time.Minute},
+		{[]time.Time{at(30), at(90)}, 30 * time.Minute},
+	} {
+		d.CommitTimes = tc.commits
+		if lt, ok := d.LeadTime(); !ok || lt != tc.want {
+			t.Errorf("commits %v: lead time %v, want %v", tc.commits, lt, tc.want)
+		}
+	}
 }
