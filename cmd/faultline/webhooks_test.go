@@ -110,7 +110,7 @@ func TestCICDWebhooksEndToEnd(t *testing.T) {
 		lead         *float64
 	}
 	want := map[string]row{
-		"Hello-World":              {"production", "f95f852bd8fc", ptr(90)}, // 15:20:55 - 15:19:25
+		"Hello-World":              {"production", "f95f852bd8fc", ptr(52)}, // deployed 15:20:55; the median of its two commits, 15:19:25 (90 s) and 15:20:41 (14 s)
 		"test-deployment-webhooks": {"staging", "279484c09fbe", nil},
 		"guestbook":                {"production", "53e28ff20cc5", nil},
 		"webapp":                   {"production", "9a0c5fe1b3c8", nil},
