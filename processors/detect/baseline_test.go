@@ -114,6 +114,9 @@ func TestBaselineRule(t *testing.T) {
 		{"8% to 30% on a noisy service opens", []traffic{{warm, 0, "v1", 400, 0.08, 0.3}, {0, 20, "v1", 400, 0.3, 0.1}, {20, 60, "v1", 400, 0.08, 0.3}}, 0, SignalErrors, 0},
 		{"five requests a minute from 0 to 60% opens within minutes", []traffic{{warm, 0, "v1", 5, 0, 0}, {0, 20, "v1", 5, 0.6, 0}, {20, 60, "v1", 5, 0, 0}}, 0, SignalErrors, 3},
 		{"a quiet service's single errors never open", []traffic{{warm, 240, "v1", 5, 0.01, 0.3}}, -1000, "", 0},
+		{"one record a minute at 10% errors never opens", []traffic{{warm, 240, "v1", 1, 0.1, 0}}, -1000, "", 0},
+		{"no traffic for an hour, then the same as before", []traffic{{warm, -60, "v1", 300, 0.01, 0.3}, {0, 60, "v1", 300, 0.01, 0.3}}, -1000, "", 0},
+		{"two records a minute, every one an error from t0", []traffic{{warm, 0, "v1", 2, 0, 0}, {0, 30, "v1", 2, 1, 0}}, 0, SignalErrors, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := uint64(1); seed <= 5; seed++ {

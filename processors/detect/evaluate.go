@@ -192,12 +192,8 @@ func ratioTest(r *Rules, b *baseline, m int64, at func(int64) (uint64, uint64), 
 	if lb := wilsonLower(k, n, 1.2816); k < br.MinErrors || p >= br.Alpha || lb < br.MinRelative*p0 || lb-p0 < br.MinAbsolute {
 		return verdict{}
 	}
-	span := clock(m)
-	if from != m {
-		span = clock(from) + "-" + clock(m)
-	}
 	return verdict{bad: true, signal: SignalErrors, reason: fmt.Sprintf("%s %s (%d of %d %s) in %s vs a baseline of %s, p %s",
-		what, pct(float64(k)/float64(n)), k, n, of, span, pct(p0), pval(p))}
+		what, pct(float64(k)/float64(n)), k, n, of, clockSpan(from, m), pct(p0), pval(p))}
 }
 
 // wilsonLower is the lower end of the Wilson score interval of k
@@ -282,8 +278,8 @@ func versionTest(r *Rules, s *series, m int64) verdict {
 		all += t
 	}
 	return verdict{bad: true, signal: SignalVersion, version: cand,
-		reason: fmt.Sprintf("%s: %s errors on %s of traffic vs %s: %s, p %s (%s-%s)",
-			cand, pct(ra), pct(float64(n1)/float64(all)), label(ref), pct(rb), pval(p), clock(span[0]), clock(m))}
+		reason: fmt.Sprintf("%s: %s errors on %s of traffic vs %s: %s, p %s (%s)",
+			cand, pct(ra), pct(float64(n1)/float64(all)), label(ref), pct(rb), pval(p), clockSpan(span[0], m))}
 }
 
 func label(v string) string {
@@ -319,6 +315,14 @@ func pval(p float64) string {
 }
 
 func clock(m int64) string { return time.Unix(m, 0).UTC().Format("15:04") }
+
+// clockSpan names the minutes from to to: "10:00", or "10:00-10:04".
+func clockSpan(from, to int64) string {
+	if from == to {
+		return clock(to)
+	}
+	return clock(from) + "-" + clock(to)
+}
 
 // sloState keeps, for one objective, the last six hours of bad and total
 // counts per minute: the burn-rate windows need exact sums, and only keys
@@ -362,19 +366,26 @@ func (o *sloState) burn(m int64, window int, bad, total uint64) float64 {
 	return float64(bad) / float64(total) / (1 - o.Objective)
 }
 
-// counts are the bad and total events of minute c for an objective.
-func (o *sloState) counts(c counts) (bad, total uint64) {
+// counts are the bad and total events of a minute for an objective: its
+// counts c, or its latency histogram h for a latency objective.
+func (o *sloState) counts(c counts, h *LatHist) (bad, total uint64) {
+	if o.Indicator == "latency" {
+		if h == nil {
+			return 0, 0
+		}
+		return h.slowerThan(o.ThresholdSeconds), h.total()
+	}
 	return c.errors + c.failed, c.total + c.requests
 }
 
 func sloTest(s *series, m int64, c counts) verdict {
 	for _, o := range s.slos {
-		bad, total := o.counts(c)
+		bad, total := o.counts(c, s.lat[m])
 		for _, w := range burnWindows {
 			long, short := o.burn(m, w.long, bad, total), o.burn(m, w.short, bad, total)
 			if long >= w.rate && short >= w.rate {
 				return verdict{bad: true, signal: SignalSLO, reason: fmt.Sprintf(
-					"SLO %s: error budget burning %.1fx over %s and %.1fx over %s (threshold %.1fx) at %s",
+					"SLO %s: budget burning %.1fx over %s and %.1fx over %s (threshold %.1fx) at %s",
 					o.Name, long, minutes(w.long), short, minutes(w.short), w.rate, clock(m))}
 			}
 		}
@@ -385,7 +396,7 @@ func sloTest(s *series, m int64, c counts) verdict {
 // pushSLO records a final minute in every objective's windows.
 func (s *series) pushSLO(m int64, c counts) {
 	for _, o := range s.slos {
-		bad, total := o.counts(c)
+		bad, total := o.counts(c, s.lat[m])
 		o.push(m, bad, total)
 	}
 }

@@ -119,6 +119,28 @@ func (h *LatHist) FromSparse(pairs [][2]uint64) {
 	}
 }
 
+// slowerThan estimates how many requests took longer than threshold
+// seconds: the buckets above it, and the share of the bucket holding it
+// that lies above it, geometrically.
+func (h *LatHist) slowerThan(threshold float64) uint64 {
+	k := latIndex(threshold)
+	var n float64
+	for i := k + 1; i < LatBuckets; i++ {
+		n += float64(h[i])
+	}
+	if hi := latBound(k); h[k] > 0 && threshold < hi {
+		lo := hi / math.Exp2(0.25)
+		if k == 0 {
+			n += float64(h[k]) * (1 - threshold/hi)
+		} else if threshold <= lo {
+			n += float64(h[k])
+		} else {
+			n += float64(h[k]) * math.Log(hi/threshold) / math.Log(hi/lo)
+		}
+	}
+	return uint64(math.Round(n))
+}
+
 func (h *LatHist) total() (n uint64) {
 	for _, c := range h {
 		n += c

@@ -139,3 +139,45 @@ func floatCounts(h *LatHist) []float64 {
 	}
 	return out
 }
+
+func TestLatencySLO(t *testing.T) {
+	// 99.5% of requests under 500 ms. The latency rule is off for the
+	// service, so only the burn rate can see its median going from 50 ms
+	// to 300 ms (about 15% of requests slower than 500 ms: 30 times the
+	// budget); the hour's share passes 14.4 x 0.5% after half an hour.
+	r, err := ParseRules([]byte(`{"slos": [{"service": "api", "objective": 99.5, "indicator": "latency", "threshold_seconds": 0.5}],
+		"services": [{"service": "api", "latency": {"enabled": false}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slower := func(m int) float64 {
+		if m >= 0 {
+			return 0.3
+		}
+		return 0.05
+	}
+	got := openings(detectPoints(r, latencyPoints(5, -420, 90, 300, slower, -1000)), "api")
+	if len(got) != 1 || got[0].Signal != SignalSLO {
+		t.Fatalf("latency SLO: %+v", got)
+	}
+	if start := got[0].StartedAt.Sub(t0); start < 20*time.Minute || start > 45*time.Minute {
+		t.Fatalf("latency SLO opened at %v: %s", start, got[0].Reason)
+	}
+	t.Log(got[0].Reason)
+	r.SLOs = nil
+	if got := openings(detectPoints(r, latencyPoints(5, -420, 90, 300, slower, -1000)), "api"); len(got) != 0 {
+		t.Fatalf("without the objective: %+v", got)
+	}
+	// The estimate of requests slower than a threshold.
+	var h LatHist
+	h.AddExplicit(otelBounds, []uint64{0, 0, 0, 0, 0, 0, 50, 50, 0, 0, 0, 0, 0, 0, 0}, 1) // (100ms, 250ms] and (250ms, 500ms]
+	if n := h.slowerThan(0.25); n < 45 || n > 55 {
+		t.Fatalf("slower than 250 ms: %d of 100, want about 50", n)
+	}
+	if n := h.slowerThan(2); n != 0 {
+		t.Fatalf("slower than 2 s: %d, want 0", n)
+	}
+	if n := h.slowerThan(0.01); n != 100 {
+		t.Fatalf("slower than 10 ms: %d, want 100", n)
+	}
+}

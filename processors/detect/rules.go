@@ -107,17 +107,19 @@ type SLO struct {
 	Service     string  `json:"service"`
 	Environment string  `json:"environment"`
 	Objective   float64 `json:"objective"` // e.g. 99.9 (percent) or 0.999
-	// Indicator: "errors", the one kind today: log records with errors
-	// and 5xx requests are the bad events.
-	Indicator  string `json:"indicator"`
-	WindowDays int    `json:"window_days,omitempty"` // the budget's period, for reading the burn rate: 30 by default
+	// Indicator: "errors" (log records with errors and 5xx requests are
+	// the bad events) or "latency" (requests of the latency metrics slower
+	// than ThresholdSeconds are).
+	Indicator        string  `json:"indicator"`
+	ThresholdSeconds float64 `json:"threshold_seconds,omitempty"`
+	WindowDays       int     `json:"window_days,omitempty"` // the budget's period, for reading the burn rate: 30 by default
 }
 
 // DefaultRules work without any file.
 func DefaultRules() Rules {
 	return Rules{
 		MinErrors: 10, MinRatio: 0.05, OpenAfter: 2, ResolveAfter: 5, Lateness: 2 * time.Minute, MinSeverity: 17,
-		Baseline: BaselineRules{HalfLifeMinutes: 120, MinMinutes: 30, MinRecords: 200, LearnMinutes: 5, Alpha: 1e-4,
+		Baseline: BaselineRules{HalfLifeMinutes: 120, MinMinutes: 30, MinRecords: 100, LearnMinutes: 5, Alpha: 1e-4,
 			MinRelative: 2.5, MinAbsolute: 0.02, MinErrors: 2},
 		Versions: VersionRules{Enabled: true, WindowMinutes: 5, Alpha: 1e-6, MinRelative: 3, MinAbsolute: 0.05, MinErrors: 3},
 		Latency: LatencyRules{Enabled: true, Metrics: []string{RequestMetric}, Quantile: 0.95, MinRelative: 2, MinAbsolute: 0.1,
@@ -194,11 +196,18 @@ func (s *SLO) normalize() error {
 	switch s.Indicator {
 	case "", "errors":
 		s.Indicator = "errors"
+	case "latency":
+		if !(s.ThresholdSeconds > 0) {
+			return fmt.Errorf("a latency objective needs threshold_seconds")
+		}
 	default:
-		return fmt.Errorf("indicator %q: want errors", s.Indicator)
+		return fmt.Errorf("indicator %q: want errors or latency", s.Indicator)
 	}
 	if s.Name == "" {
 		s.Name = fmt.Sprintf("%s %s %.4g%%", s.Service, s.Indicator, s.Objective*100)
+		if s.Indicator == "latency" {
+			s.Name = fmt.Sprintf("%s %.4g%% under %s", s.Service, s.Objective*100, dur(s.ThresholdSeconds))
+		}
 	}
 	return nil
 }
