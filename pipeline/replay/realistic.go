@@ -3,6 +3,7 @@ package replay
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/faultline-dev/faultline/processors/detect"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -21,7 +22,7 @@ type Expected struct {
 	Name                 string // a short word a table prints, e.g. "canary"
 	Service, Environment string
 	Start, End           time.Time // first bad minute; first good minute after
-	Signal               string    // SignalErrors, SignalLatency, SignalVersionErrors or SignalSLOBurn
+	Signal               string    // SignalErrors, SignalLatency or SignalVersionErrors
 	// SuspectVersion is the service.version of the deploy that should be
 	// the pinned suspect; "" when no deploy should be pinned.
 	SuspectVersion string
@@ -30,18 +31,16 @@ type Expected struct {
 	MaxDelay time.Duration
 }
 
-// Signals: what gives an Expected incident away.
+// Signals: what gives an Expected incident away, named as the detector
+// names them.
 const (
-	// SignalErrors: the service's error ratio rises far above its usual.
-	SignalErrors = "errors"
+	// SignalErrors: the service's error ratio departs from its own normal.
+	SignalErrors = detect.SignalErrors
 	// SignalLatency: requests get slow, and nothing else changes.
-	SignalLatency = "latency"
+	SignalLatency = detect.SignalLatency
 	// SignalVersionErrors: one version errs while the service as a whole
 	// stays near its usual ratio for a while (a canary, a rolling deploy).
-	SignalVersionErrors = "version_errors"
-	// SignalSLOBurn: too few requests for a per-minute ratio to mean
-	// anything; the error budget burns over several minutes.
-	SignalSLOBurn = "slo_burn"
+	SignalVersionErrors = detect.SignalVersion
 )
 
 // LatencyBounds are the OpenTelemetry default explicit bucket bounds of
@@ -122,15 +121,15 @@ var LatencyBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0
 //
 //	regress     checkout/production         +20  to +40   errors          v2.8.0
 //	canary      cart/production             +50  to +70   version_errors  v4.2.0
-//	lowtraffic  admin/production            +60  to +80   slo_burn        v1.4.0
+//	lowtraffic  admin/production            +60  to +80   errors          v1.4.0
 //	latency     catalog/production          +80  to +105  latency         v5.3.0
 //	staging     checkout/staging            +90  to +110  errors          v2.9.0-rc1
 //	outage      recommendations/production  +100 to +115  errors          (none)
 //	rolling     orders/production           +120 to +150  version_errors  v3.1.0
 //	twodeploys  inventory/production        +146 to +160  errors          v7.0.0
 //
-// MaxDelay is 3m for errors and version errors and 5m for latency and SLO
-// burn. Everything else is a trap that must open nothing: the noisy
+// MaxDelay is 3m, and 5m for latency and for the service of five requests a
+// minute. Everything else is a trap that must open nothing: the noisy
 // notifications, its two-minute blip at twice its ratio, the search surge,
 // the one-minute spikes of frontend and search, the deploys of frontend and
 // ledger that change nothing, and production checkout while staging burns.
@@ -172,7 +171,7 @@ func Realistic(seed uint64) ([]Request, []Expected) {
 
 	exp := func(name, svc, env string, from, to int, signal, suspect string) Expected {
 		d := 3 * time.Minute
-		if signal == SignalLatency || signal == SignalSLOBurn {
+		if signal == SignalLatency || svc == "admin" { // slow requests, or five a minute: minutes to tell
 			d = 5 * time.Minute
 		}
 		return Expected{Name: name, Service: svc, Environment: env, Start: m(from), End: m(to), Signal: signal, SuspectVersion: suspect, MaxDelay: d}
@@ -180,7 +179,7 @@ func Realistic(seed uint64) ([]Request, []Expected) {
 	return g.reqs, []Expected{
 		exp("regress", "checkout", "production", 20, 40, SignalErrors, "v2.8.0"),
 		exp("canary", "cart", "production", 50, 70, SignalVersionErrors, "v4.2.0"),
-		exp("lowtraffic", "admin", "production", 60, 80, SignalSLOBurn, "v1.4.0"),
+		exp("lowtraffic", "admin", "production", 60, 80, SignalErrors, "v1.4.0"),
 		exp("latency", "catalog", "production", 80, 105, SignalLatency, "v5.3.0"),
 		exp("staging", "checkout", "staging", 90, 110, SignalErrors, "v2.9.0-rc1"),
 		exp("outage", "recommendations", "production", 100, 115, SignalErrors, ""),
