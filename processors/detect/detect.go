@@ -38,6 +38,7 @@ package detect
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -166,7 +167,7 @@ type series struct {
 	buckets map[int64]counts // open buckets by minute
 	// versions counts errors and totals by version per minute, kept for
 	// evidence queries.
-	versions map[string]map[int64]counts
+	versions map[string]minuteCounts
 	next     int64 // first minute not judged yet
 	started  bool
 	judged   bool  // some bucket was judged
@@ -236,7 +237,7 @@ func (d *Detector) Observe(a Aggregate) {
 	s.buckets[a.Minute] = c
 	vm := s.versions[a.Version]
 	if vm == nil {
-		vm = map[int64]counts{}
+		vm = minuteCounts{}
 		s.versions[a.Version] = vm
 	}
 	if a.Lat != nil {
@@ -252,12 +253,7 @@ func (d *Detector) Observe(a Aggregate) {
 	if f, ok := s.first[a.Version]; !ok || a.Minute < f {
 		s.first[a.Version] = a.Minute
 	}
-	vc := vm[a.Minute]
-	vc.total += a.Total
-	vc.errors += a.Errors
-	vc.requests += a.Requests
-	vc.failed += a.Failed
-	vm[a.Minute] = vc
+	vm.add(a.Minute, counts{total: a.Total, errors: a.Errors, requests: a.Requests, failed: a.Failed})
 	if !d.seen || a.Minute > d.maxMinute {
 		d.maxMinute, d.seen = a.Minute, true
 	}
@@ -449,6 +445,32 @@ func (d *Detector) judge(k [2]string, s *series, m int64, c counts) (Transition,
 	return t, true
 }
 
+// minuteCounts are one version's counts by minute, keyed by Unix minute
+// with 32-bit counts: the correlator keeps three hours of them for every
+// version of every key, and half the bytes of an int64-keyed map of
+// 64-bit counts halve its largest structure.
+type minuteCounts map[int32]vcounts
+
+type vcounts struct{ total, errors, requests, failed uint32 }
+
+func minuteKey(unix int64) int32 { return int32(unix / 60) }
+
+func (mc minuteCounts) get(m int64) counts {
+	v := mc[minuteKey(m)]
+	return counts{total: uint64(v.total), errors: uint64(v.errors), requests: uint64(v.requests), failed: uint64(v.failed)}
+}
+
+// add adds c to minute m, saturating at the 32-bit ceiling (four billion
+// records of one version in one minute).
+func (mc minuteCounts) add(m int64, c counts) {
+	sat := func(a uint32, b uint64) uint32 { return uint32(min(uint64(a)+b, math.MaxUint32)) }
+	k := minuteKey(m)
+	v := mc[k]
+	v.total, v.errors = sat(v.total, c.total), sat(v.errors, c.errors)
+	v.requests, v.failed = sat(v.requests, c.requests), sat(v.failed, c.failed)
+	mc[k] = v
+}
+
 // opening is the incident a breaching run from first to last opens.
 func (d *Detector) opening(k [2]string, s *series, first, last int64, v verdict) Transition {
 	start := time.Unix(first, 0).UTC()
@@ -456,8 +478,9 @@ func (d *Detector) opening(k [2]string, s *series, first, last int64, v verdict)
 		Signal: v.signal, Reason: v.reason, Version: v.version}
 	for m := first; m <= last; m += 60 {
 		for _, vm := range s.versions {
-			t.Errors += vm[m].errors + vm[m].failed
-			t.Total += vm[m].total + vm[m].requests
+			c := vm.get(m)
+			t.Errors += c.errors + c.failed
+			t.Total += c.total + c.requests
 		}
 	}
 	return t
@@ -472,12 +495,13 @@ func (d *Detector) VersionCounts(service, env string, from, to time.Time) map[st
 		return nil
 	}
 	out := map[string][2]uint64{}
+	lo, hi := minuteKey(from.Unix()), minuteKey(to.Unix())
 	for v, vm := range s.versions {
 		for m, c := range vm {
-			if m >= from.Unix() && m < to.Unix() {
+			if m >= lo && m < hi {
 				x := out[v]
-				x[0] += c.total + c.requests
-				x[1] += c.errors + c.failed
+				x[0] += uint64(c.total) + uint64(c.requests)
+				x[1] += uint64(c.errors) + uint64(c.failed)
 				out[v] = x
 			}
 		}
@@ -487,7 +511,7 @@ func (d *Detector) VersionCounts(service, env string, from, to time.Time) map[st
 
 // Prune forgets per-version history older than keep before the watermark.
 func (d *Detector) Prune(keep time.Duration) {
-	limit := d.Watermark().Add(-keep).Unix()
+	limit := minuteKey(d.Watermark().Add(-keep).Unix())
 	for _, s := range d.series {
 		for v, vm := range s.versions {
 			for m := range vm {

@@ -36,7 +36,7 @@ func (v verdict) merge(w verdict) verdict {
 
 func (d *Detector) newSeries(service, env string) *series {
 	r := d.rules.For(service, env)
-	s := &series{buckets: map[int64]counts{}, versions: map[string]map[int64]counts{}, first: map[string]int64{}, rules: r,
+	s := &series{buckets: map[int64]counts{}, versions: map[string]minuteCounts{}, first: map[string]int64{}, rules: r,
 		lat: map[int64]*LatHist{}}
 	for _, o := range d.rules.SLOFor(service, env) {
 		s.slos = append(s.slos, &sloState{SLO: o})
@@ -122,7 +122,7 @@ func (s *series) learn(m int64, c counts, bad bool) {
 func (s *series) minute(x int64) counts {
 	var c counts
 	for _, vm := range s.versions {
-		v := vm[x]
+		v := vm.get(x)
 		c.total += v.total
 		c.errors += v.errors
 		c.requests += v.requests
@@ -218,7 +218,7 @@ func versionTest(r *Rules, s *series, m int64) verdict {
 	vr := r.Versions
 	var live []string
 	for v, vm := range s.versions {
-		if c := vm[m]; c.total+c.requests > 0 {
+		if c := vm.get(m); c.total+c.requests > 0 {
 			live = append(live, v)
 		}
 	}
@@ -242,13 +242,13 @@ func versionTest(r *Rules, s *series, m int64) verdict {
 	// the candidate served.
 	var span []int64
 	for x := m - int64(vr.WindowMinutes-1)*60; x <= m; x += 60 {
-		if c := s.versions[cand][x]; c.total+c.requests > 0 {
+		if c := s.versions[cand].get(x); c.total+c.requests > 0 {
 			span = append(span, x)
 		}
 	}
 	pool := func(v string) (bad, total uint64) {
 		for _, x := range span {
-			c := s.versions[v][x]
+			c := s.versions[v].get(x)
 			bad += c.errors + c.failed
 			total += c.total + c.requests
 		}
