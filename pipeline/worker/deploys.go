@@ -28,8 +28,7 @@ type LiveDeploys struct {
 	applied atomic.Uint64 // stream sequence of the last event applied
 }
 
-// FollowDeploys starts following the deploy and incident events until ctx
-// ends.
+// FollowDeploys starts following deploy events until ctx ends.
 func FollowDeploys(ctx context.Context, js jetstream.JetStream, n broker.Config) (*LiveDeploys, error) {
 	l := &LiveDeploys{idx: deploys.NewIndex()}
 	cons, err := js.OrderedConsumer(ctx, n.EventsStream, jetstream.OrderedConsumerConfig{
