@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -26,7 +30,7 @@ const envPrefix = "FAULTLINE"
 type Config struct {
 	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	DataDir         string        `envconfig:"DATA_DIR" default:".data" desc:"where the embedded NATS and local ClickHouse keep their data"`
-	AdminListen     string        `envconfig:"ADMIN_LISTEN" default:"127.0.0.1:8888" desc:"listen address of /healthz, /readyz, /metrics"`
+	AdminListen     string        `envconfig:"ADMIN_LISTEN" default:"127.0.0.1:8888" desc:"listen address of /healthz, /readyz, /metrics and /debug/pprof"`
 	AdminToken      string        `envconfig:"ADMIN_TOKEN" desc:"bearer token required by /metrics and /debug/pprof"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"how long a graceful shutdown may take"`
 
@@ -94,9 +98,136 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// printConfig lists every setting with its variable, type, default and
-// description.
-func printConfig() error {
+// A setting is one environment variable, as envconfig reads it.
+type setting struct {
+	Key, Type, Default, Description string
+}
+
+// settings lists every setting of Config in declaration order. It is the
+// one source of faultline config and of docs/settings.md.
+func settings() ([]setting, error) {
+	var b strings.Builder
 	var c Config
-	return envconfig.Usagef(envPrefix, &c, os.Stdout, "{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}")
+	// Unit and record separators: descriptions hold tabs and commas of
+	// their own.
+	if err := envconfig.Usagef(envPrefix, &c, &b, "{{range .}}{{usage_key .}}\x1f{{usage_type .}}\x1f{{usage_default .}}\x1f{{usage_description .}}\x1e{{end}}"); err != nil {
+		return nil, err
+	}
+	var out []setting
+	for _, rec := range strings.Split(strings.TrimSuffix(b.String(), "\x1e"), "\x1e") {
+		f := strings.Split(rec, "\x1f")
+		if len(f) != 4 {
+			return nil, fmt.Errorf("settings: cannot read %q", rec)
+		}
+		out = append(out, setting{Key: f[0], Type: f[1], Default: f[2], Description: f[3]})
+	}
+	return out, nil
+}
+
+// cmdConfig lists every setting with its variable, type, default and
+// description, or with --markdown the text of docs/settings.md.
+func cmdConfig(_ context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("config", flag.ContinueOnError)
+	md := fs.Bool("markdown", false, "print docs/settings.md: the settings as Markdown tables, grouped by the roles that use them")
+	if help, err := noArgs(fs, args, out); help || err != nil {
+		return err
+	}
+	ss, err := settings()
+	if err != nil {
+		return err
+	}
+	if *md {
+		return settingsMarkdown(out, ss)
+	}
+	for _, s := range ss {
+		fmt.Fprintf(out, "%s\t%s\t%s\t%s\n", s.Key, s.Type, s.Default, s.Description)
+	}
+	return nil
+}
+
+// settingGroups says, per part of Config (by its envconfig tag; "" for the
+// top-level settings), what the part is and which roles use it. A part
+// missing here still gets its table, titled by its tag.
+var settingGroups = map[string]struct{ title, usedBy string }{
+	"":           {"General", "Used by `run`, `gateway`, `worker` and `correlator` (`DATA_DIR` by `run` only: the other roles embed and start nothing); `migrate` reads `LOG_LEVEL`."},
+	"NATS":       {"NATS and streams", "Used by `run`, `gateway`, `worker` and `correlator`."},
+	"CLICKHOUSE": {"ClickHouse", "Used by `run`, `worker`, `correlator`, `migrate` and `dora`; the gateway never connects to ClickHouse."},
+	"GATEWAY":    {"Gateway", "Used by `run` and `gateway`."},
+	"WORKER":     {"Worker", "Used by `run` and `worker`."},
+	"CORRELATOR": {"Correlator and detection", "Used by `run` and `correlator`; a worker reads `RULES_FILE` too, because the aggregates it publishes follow the rules' severity and latency metrics."},
+	"WEBHOOK":    {"Alert webhooks", "Used by `run` and `correlator` (the notifier runs beside the correlator)."},
+}
+
+//go:generate sh -c "go run . config --markdown > ../../docs/settings.md"
+
+// settingsMarkdown writes docs/settings.md: one table per part of Config,
+// in declaration order.
+func settingsMarkdown(out io.Writer, ss []setting) error {
+	type group struct {
+		tag, prefix string
+		rows        []setting
+	}
+	groups := []*group{{}}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag := f.Tag.Get("envconfig"); tag != "" && f.Type.Kind() == reflect.Struct {
+			groups = append(groups, &group{tag: tag, prefix: envPrefix + "_" + tag + "_"})
+		}
+	}
+	for _, s := range ss {
+		g := groups[0]
+		for _, x := range groups[1:] {
+			if strings.HasPrefix(s.Key, x.prefix) {
+				g = x
+			}
+		}
+		g.rows = append(g.rows, s)
+	}
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	var b strings.Builder
+	b.WriteString(`# Settings
+
+<!-- Generated by 'faultline config --markdown' from the settings' declarations; do not edit.
+     Regenerate: go run ./cmd/faultline config --markdown > docs/settings.md -->
+
+Every setting is an environment variable. A command that loads settings (` + "`run`, `gateway`, `worker`, `correlator`,\n" +
+		"`migrate`, `dora`, `check`" + `) validates all of them, not only those it uses, and stops with a message naming the
+variable when one is wrong; ` + "`faultline check ROLE...`" + ` does the same without connecting to anything. ` + "`faultline config`" + `
+prints this list as plain text. Durations are Go durations (` + "`90s`, `5m`, `72h`" + `); lists are comma separated.
+`)
+	for _, g := range groups {
+		if len(g.rows) == 0 {
+			continue
+		}
+		meta, ok := settingGroups[g.tag]
+		if !ok {
+			meta.title = g.tag
+		}
+		fmt.Fprintf(&b, "\n## %s\n\n", meta.title)
+		if meta.usedBy != "" {
+			fmt.Fprintf(&b, "%s\n\n", meta.usedBy)
+		}
+		b.WriteString("| Variable | Type | Default | Description |\n| --- | --- | --- | --- |\n")
+		for _, s := range g.rows {
+			def := ""
+			if s.Default != "" {
+				def = "`" + cell(s.Default) + "`"
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", s.Key, typeName(s.Type), def, cell(s.Description))
+		}
+	}
+	_, err := io.WriteString(out, b.String())
+	return err
+}
+
+// typeName shortens envconfig's type descriptions.
+func typeName(t string) string {
+	switch t {
+	case "True or False":
+		return "bool"
+	case "Comma-separated list of String":
+		return "list"
+	}
+	return strings.ToLower(t)
 }

@@ -24,7 +24,7 @@ func cmdDora(ctx context.Context, args []string, out io.Writer) error {
 	svc := fs.String("service", "", "only this service")
 	since := fs.String("since", "", "window: whole days from this long ago (e.g. 30d, 12h, 2w) or a date (2026-11-01); empty is all time")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if help, err := noArgs(fs, args, out); help || err != nil {
 		return err
 	}
 	f := clickhouse.DoraFilter{Environment: *env, Service: *svc}

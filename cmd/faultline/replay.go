@@ -24,7 +24,7 @@ func cmdReplay(ctx context.Context, args []string, out io.Writer) error {
 	scenario := fs.String("scenario", "reference", "reference or realistic")
 	seed := fs.Uint64("seed", 1, "scenario seed")
 	shuffle := fs.Duration("shuffle", 0, "reorder requests within this much event time (e.g. 2m), as skewed collectors would")
-	if err := fs.Parse(args); err != nil {
+	if help, err := noArgs(fs, args, out); help || err != nil {
 		return err
 	}
 	var reqs []replay.Request

@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -192,11 +196,8 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 	if err != nil {
 		return err
 	}
-	if r.name != "run" && cfg.NATS.URL == "" {
-		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_NATS_URL (faultline run embeds NATS)", r.name)
-	}
-	if r.name != "run" && r.needCH && len(cfg.ClickHouse.Addr) == 0 {
-		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
+	if err := requirements(r.name, cfg); err != nil {
+		return err
 	}
 	log := newLogger(cfg.LogLevel).With("role", r.name)
 	if r.name == "worker" && os.Getenv("GOGC") == "" && cfg.Worker.GCPercent > 0 {
@@ -271,14 +272,74 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 	}
 }
 
-func cmdMigrate(ctx context.Context) error {
+// requirements checks what a role needs beyond valid settings: every role
+// but run joins an existing deployment, so it needs the addresses run
+// would otherwise provide itself.
+func requirements(name string, cfg *Config) error {
+	switch name {
+	case "run":
+		return nil
+	case "migrate":
+		if len(cfg.ClickHouse.Addr) == 0 {
+			return errors.New("migrate needs FAULTLINE_CLICKHOUSE_ADDR (faultline run migrates its local ClickHouse by itself)")
+		}
+		return nil
+	}
+	r, ok := roles[name]
+	if !ok {
+		return fmt.Errorf("unknown role %q", name)
+	}
+	if cfg.NATS.URL == "" {
+		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_NATS_URL (faultline run embeds NATS)", r.name)
+	}
+	if r.needCH && len(cfg.ClickHouse.Addr) == 0 {
+		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
+	}
+	return nil
+}
+
+func cmdMigrate(ctx context.Context, args []string, out io.Writer) error {
+	if help, err := noArgs(flag.NewFlagSet("migrate", flag.ContinueOnError), args, out); help || err != nil {
+		return err
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
-	if len(cfg.ClickHouse.Addr) == 0 {
-		return errors.New("migrate needs FAULTLINE_CLICKHOUSE_ADDR (faultline run migrates its local ClickHouse by itself)")
+	if err := requirements("migrate", cfg); err != nil {
+		return err
 	}
-	return clickhouse.Migrate(ctx, cfg.ClickHouse, log)
+	return clickhouse.Migrate(ctx, cfg.ClickHouse, newLogger(cfg.LogLevel))
+}
+
+// checkRoles are the names faultline check takes: the roles and migrate.
+var checkRoles = []string{"run", "gateway", "worker", "correlator", "migrate"}
+
+// cmdCheck validates the settings as each named role would at start, and
+// what the role needs besides, without connecting to anything: a bad
+// setting is found before a rollout rather than by a crash loop.
+func cmdCheck(_ context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	if help, err := parseFlags(fs, args, out); help || err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("check: name at least one role of %s (see 'faultline check --help')", strings.Join(checkRoles, ", "))
+	}
+	for _, name := range fs.Args() {
+		if !slices.Contains(checkRoles, name) {
+			return fmt.Errorf("check: unknown role %q, want one of %s", name, strings.Join(checkRoles, ", "))
+		}
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	for _, name := range fs.Args() {
+		if err := requirements(name, cfg); err != nil {
+			return fmt.Errorf("check %s: %w", name, err)
+		}
+		fmt.Fprintf(out, "%s: settings valid\n", name)
+	}
+	return nil
 }

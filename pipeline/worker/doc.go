@@ -45,7 +45,8 @@
 // the same message under different tokens. Long inserts send InProgress.
 //
 // Limits: a replay must happen within the table's deduplication window (1000
-// inserts per table by default, many minutes at the intended batch rate),
+// inserts per table over all workers; docs/exactly-once.md says when that is
+// shorter than the ack wait),
 // and a message that the stream dropped (max age) before its batch was
 // replayed cannot be re-formed; the worker logs it and inserts what remains.
 //

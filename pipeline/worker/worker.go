@@ -39,8 +39,8 @@ type Options struct {
 	Prepare func(b *otlp.Batch)
 	// Committed, when set, runs after a batch is committed and before its
 	// messages are acked; an error retries it. It must be idempotent for a
-	// token (publish with the token as message id). msgs says which log
-	// rows came from which stream message, in stream order.
+	// token (publish with the token as message id). msgs says which rows
+	// came from which stream message, in stream order.
 	Committed func(ctx context.Context, b *otlp.Batch, token string, msgs []MessageRows) error
 	Log       *slog.Logger
 }
@@ -62,10 +62,10 @@ type Worker struct {
 	afterWrite func()
 }
 
-// item is one message in a batch. msg is nil for a message fetched from the
-// stream to re-form a batch (only its deliverer can ack it).
-// MessageRows are the log rows [LogsFrom, LogsTo) of a batch that came
-// from the stream message Seq.
+// MessageRows says which rows of a batch came from the stream message Seq:
+// rows [LogsFrom, LogsTo) of its logs, [HistFrom, HistTo) of its
+// histograms and [ExpFrom, ExpTo) of its exponential histograms. The
+// Committed hook reads them to publish aggregates per message.
 type MessageRows struct {
 	Seq              uint64
 	LogsFrom, LogsTo int
@@ -73,6 +73,8 @@ type MessageRows struct {
 	ExpFrom, ExpTo   int // rows of the ExpHistogram table
 }
 
+// item is one message in a batch: its stream sequence, where its rows are
+// in the batch, and how to answer its delivery.
 type item struct {
 	logsFrom, logsTo int
 	histFrom, histTo int

@@ -1,7 +1,7 @@
 // Package correlate ranks the deploys that may have caused an incident and
 // decides which deploys were change failures.
 //
-// Candidates (contract.md): live deploys of the incident's service and
+// Candidates (docs/detection.md): live deploys of the incident's service and
 // environment in [StartedAt - 2h, StartedAt], and live deploys of other
 // services in the same environment in [StartedAt - 30m, StartedAt]. Never
 // across environments; a failed deploy (never live) is never a candidate.
@@ -46,7 +46,7 @@ type Config struct {
 	Threshold    float64       // 0.5
 }
 
-// DefaultConfig is contract.md's.
+// DefaultConfig is the documented one: 2h, 30m and a threshold of 0.5.
 func DefaultConfig() Config {
 	return Config{SameService: 2 * time.Hour, OtherService: 30 * time.Minute, Threshold: 0.5}
 }

@@ -4,7 +4,7 @@
 // service version and one-minute bucket of event time, how many log records
 // there were and how many were errors (SeverityNumber >= 17). A single
 // Detector consumes them, in whatever order and from however many workers,
-// and applies the log rule of contract.md per (service, environment):
+// and applies the fixed rule of docs/detection.md per (service, environment):
 //
 //   - a bucket breaches when errors >= MinErrors (10) and
 //     errors/total >= MinRatio (5%);

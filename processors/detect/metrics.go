@@ -33,8 +33,8 @@ type seriesState struct {
 	lat         *LatHist // the last cumulative latency histogram
 }
 
-// Deltas turns cumulative points into per-minute request counts, following
-// contract.md: the count between two consecutive points of a series belongs
+// Deltas turns cumulative points into per-minute request counts by this
+// rule: the count between two consecutive points of a series belongs
 // to the minute of the later point; a point whose start time changed or
 // whose count went down is a reset and starts a new baseline, its own count
 // being the delta when its start lies after the previous point. The first

@@ -9,7 +9,7 @@ import (
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
-// TestDoraViews pins the view definitions of contract.md on a small,
+// TestDoraViews pins the view definitions of docs/dora.md on a small,
 // hand-checked data set, including superseded row versions that only FINAL
 // collapses.
 func TestDoraViews(t *testing.T) { schemas(t, testDoraViews) }

@@ -119,5 +119,15 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.{{local "otel_metrics_summary"}}{{.OnCluster}
 	) CODEC(ZSTD(1)),
 	Flags UInt32 CODEC(ZSTD(1)),` + enrichmentColumns + metricTableTail,
 			`{{distributed "otel_metrics_summary" "cityHash64(ServiceName)"}}`}},
+		// The exporter's otel_logs has TimestampTime, and queries written
+		// for it (Grafana's among them) filter on it. A DEFAULT column costs
+		// the writer nothing, since inserts name their columns, and rows
+		// written before it read their value from Timestamp.
+		Migration{Version: 16, Name: "otel_logs TimestampTime", Stmts: []string{`
+ALTER TABLE {{.DB}}.{{local "otel_logs"}}{{.OnCluster}}
+	ADD COLUMN IF NOT EXISTS TimestampTime DateTime DEFAULT toDateTime(Timestamp) AFTER Timestamp`,
+			`{{if ne (local "otel_logs") "otel_logs"}}
+ALTER TABLE {{.DB}}.otel_logs{{.OnCluster}}
+	ADD COLUMN IF NOT EXISTS TimestampTime DateTime DEFAULT toDateTime(Timestamp) AFTER Timestamp{{end}}`}},
 	)
 }

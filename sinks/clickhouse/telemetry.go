@@ -19,7 +19,8 @@ import (
 // TelemetryWriter inserts decoded OTLP batches. It speaks ClickHouse's
 // native protocol through ch-go, whose typed columns take the batch's flat
 // slices with a copy per column instead of clickhouse-go's per-row
-// reflection over Map values (reference.md: most of the 2.46 us per row).
+// reflection over Map values (measured on the Collector exporter's path:
+// most of its 2.46 us per row).
 // Its columns are reused across writes, so a worker in steady state inserts
 // without allocating per row. One Write runs at a time.
 type TelemetryWriter struct {

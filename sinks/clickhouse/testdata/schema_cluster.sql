@@ -252,6 +252,15 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_dedup
 CREATE TABLE IF NOT EXISTS `faultline`.otel_metrics_summary ON CLUSTER `prod` AS `faultline`.otel_metrics_summary_local
 ENGINE = Distributed('prod', 'faultline', 'otel_metrics_summary_local', cityHash64(ServiceName));
 
+-- 16 otel_logs TimestampTime
+
+ALTER TABLE `faultline`.otel_logs_local ON CLUSTER `prod`
+	ADD COLUMN IF NOT EXISTS TimestampTime DateTime DEFAULT toDateTime(Timestamp) AFTER Timestamp;
+
+
+ALTER TABLE `faultline`.otel_logs ON CLUSTER `prod`
+	ADD COLUMN IF NOT EXISTS TimestampTime DateTime DEFAULT toDateTime(Timestamp) AFTER Timestamp;
+
 -- 20 deploys
 
 CREATE TABLE IF NOT EXISTS `faultline`.deploys_local ON CLUSTER `prod` (

@@ -224,6 +224,11 @@ ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 1000;
 
+-- 16 otel_logs TimestampTime
+
+ALTER TABLE `faultline`.otel_logs
+	ADD COLUMN IF NOT EXISTS TimestampTime DateTime DEFAULT toDateTime(Timestamp) AFTER Timestamp;
+
 -- 20 deploys
 
 CREATE TABLE IF NOT EXISTS `faultline`.deploys (
