@@ -167,20 +167,28 @@ func (s *stack) down() {
 	s.stops = nil
 }
 
-// role names the parts a process runs; run is all of them.
+// role names the parts a process runs and what it connects to; run is all
+// of them. Settings are validated per role (Config.Validate).
 type role struct {
-	name       string
+	name string
+	// local: with no address set, NATS is embedded and ClickHouse is the
+	// local server run starts (dora reads that one); otherwise the role
+	// joins an existing deployment and needs the addresses.
+	local      bool
+	needNATS   bool // every long-running role; it serves the admin endpoints
 	needCH     bool
 	gateway    bool
 	worker     bool
-	correlator bool
+	correlator bool // with the notifier, which delivers its alerts
 }
 
 var roles = map[string]role{
-	"run":        {name: "run", needCH: true, gateway: true, worker: true, correlator: true},
-	"correlator": {name: "correlator", needCH: true, correlator: true},
-	"gateway":    {name: "gateway", gateway: true},
-	"worker":     {name: "worker", needCH: true, worker: true},
+	"run":        {name: "run", local: true, needNATS: true, needCH: true, gateway: true, worker: true, correlator: true},
+	"correlator": {name: "correlator", needNATS: true, needCH: true, correlator: true},
+	"gateway":    {name: "gateway", needNATS: true, gateway: true},
+	"worker":     {name: "worker", needNATS: true, needCH: true, worker: true},
+	"migrate":    {name: "migrate", needCH: true},
+	"dora":       {name: "dora", local: true, needCH: true},
 }
 
 // cmdServe brings the dependencies up, starts the role's parts, and on
@@ -188,15 +196,9 @@ var roles = map[string]role{
 // commit and ack what they hold, then connections and embedded servers
 // close. The whole shutdown is bounded by FAULTLINE_SHUTDOWN_TIMEOUT.
 func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(r)
 	if err != nil {
 		return err
-	}
-	if r.name != "run" && cfg.NATS.URL == "" {
-		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_NATS_URL (faultline run embeds NATS)", r.name)
-	}
-	if r.name != "run" && r.needCH && len(cfg.ClickHouse.Addr) == 0 {
-		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
 	}
 	log := newLogger(cfg.LogLevel).With("role", r.name)
 	if r.name == "worker" && os.Getenv("GOGC") == "" && cfg.Worker.GCPercent > 0 {
@@ -272,13 +274,10 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 }
 
 func cmdMigrate(ctx context.Context) error {
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(roles["migrate"])
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
-	if len(cfg.ClickHouse.Addr) == 0 {
-		return errors.New("migrate needs FAULTLINE_CLICKHOUSE_ADDR (faultline run migrates its local ClickHouse by itself)")
-	}
 	return clickhouse.Migrate(ctx, cfg.ClickHouse, log)
 }
