@@ -18,6 +18,7 @@ import (
 	"github.com/faultline-dev/faultline/pipeline/correlator"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
 	"github.com/faultline-dev/faultline/pipeline/worker"
+	"github.com/faultline-dev/faultline/processors/detect"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/webhook"
 )
@@ -26,7 +27,8 @@ import (
 const envPrefix = "FAULTLINE"
 
 // Config is every setting of the faultline binary; each part belongs to the
-// package that uses it and validates itself.
+// package that uses it and validates itself, and a role validates only the
+// parts it uses (Validate).
 type Config struct {
 	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	DataDir         string        `envconfig:"DATA_DIR" default:".data" desc:"where the embedded NATS and local ClickHouse keep their data"`
@@ -42,47 +44,82 @@ type Config struct {
 	Webhook    webhook.Config    `envconfig:"WEBHOOK"`
 }
 
-func loadConfig() (*Config, error) {
+// loadConfig reads the settings and validates those role r uses.
+func loadConfig(r role) (*Config, error) {
 	var c Config
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Validate(r); err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
 	}
 	return &c, nil
 }
 
-// Validate checks every part.
-func (c *Config) Validate() error {
+// Validate checks the settings role r reads, and only those: in a
+// deployment every role loads the same ConfigMap and Secret, so a setting
+// of one role (the notifier's webhook secret, say) must not stop another
+// that never reads it.
+func (c *Config) Validate(r role) error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	if r.needNATS {
+		if err := c.validateServing(r); err != nil {
+			return err
+		}
+	}
+	if r.local && c.DataDir == "" {
+		return fmt.Errorf("FAULTLINE_DATA_DIR: must not be empty")
+	}
+	if r.gateway {
+		if err := c.Gateway.Validate(); err != nil {
+			return err
+		}
+	}
+	if r.worker {
+		if err := c.Worker.Validate(); err != nil {
+			return err
+		}
+		// The aggregates hook reads the detection rules: a worker that
+		// publishes aggregates needs the correlator's rules file.
+		if c.Worker.Aggregates && c.Correlator.RulesFile != "" {
+			if _, err := detect.LoadRules(c.Correlator.RulesFile); err != nil {
+				return fmt.Errorf("FAULTLINE_CORRELATOR_RULES_FILE: %w", err)
+			}
+		}
+	}
+	if r.correlator {
+		if err := c.Correlator.Validate(); err != nil {
+			return err
+		}
+		// The correlator role delivers the alert webhooks.
+		if err := c.Webhook.Validate(); err != nil {
+			return err
+		}
+	}
+	if r.needCH {
+		if !r.local && len(c.ClickHouse.Addr) == 0 {
+			return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
+		}
+		return c.ClickHouse.Validate()
+	}
+	return nil
+}
+
+// validateServing checks what every long-running role reads: the admin
+// listener, the shutdown bound and NATS.
+func (c *Config) validateServing(r role) error {
 	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 		return fmt.Errorf("FAULTLINE_ADMIN_LISTEN: %q is not host:port: %w", c.AdminListen, err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("FAULTLINE_SHUTDOWN_TIMEOUT: must be positive")
 	}
-	if c.DataDir == "" {
-		return fmt.Errorf("FAULTLINE_DATA_DIR: must not be empty")
+	if !r.local && c.NATS.URL == "" {
+		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_NATS_URL (faultline run embeds NATS)", r.name)
 	}
-	if err := c.NATS.Validate(); err != nil {
-		return err
-	}
-	if err := c.Gateway.Validate(); err != nil {
-		return err
-	}
-	if err := c.Worker.Validate(); err != nil {
-		return err
-	}
-	if err := c.Correlator.Validate(); err != nil {
-		return err
-	}
-	if err := c.Webhook.Validate(); err != nil {
-		return err
-	}
-	return c.ClickHouse.Validate()
+	return c.NATS.Validate()
 }
 
 func parseLevel(s string) (slog.Level, error) {

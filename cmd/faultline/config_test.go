@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,16 +24,65 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	} {
 		t.Run(tc.env+"="+tc.val, func(t *testing.T) {
 			t.Setenv(tc.env, tc.val)
-			_, err := loadConfig()
+			_, err := loadConfig(roles["run"])
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("loadConfig() = %v, want an error naming %s", err, tc.want)
+				t.Fatalf("loadConfig(run) = %v, want an error naming %s", err, tc.want)
 			}
 		})
 	}
 }
 
+// TestConfigPerRole: a role validates the settings it reads and no others,
+// since every Deployment of a cluster loads the same ConfigMap and Secret.
+func TestConfigPerRole(t *testing.T) {
+	joined := map[string]string{"FAULTLINE_NATS_URL": "nats://nats:4222", "FAULTLINE_CLICKHOUSE_ADDR": "clickhouse:9000"}
+	for _, tc := range []struct {
+		env map[string]string
+		// the roles it stops, with the error naming want; the others start
+		stops []string
+		want  string
+	}{
+		{map[string]string{"FAULTLINE_WEBHOOK_SECRET": "s3cret"}, []string{"run", "correlator"}, "FAULTLINE_WEBHOOK_SECRET"},
+		{map[string]string{"FAULTLINE_WEBHOOK_URL": "ftp://alerts"}, []string{"run", "correlator"}, "not an http(s) URL"},
+		{map[string]string{"FAULTLINE_GATEWAY_LISTEN": "4318"}, []string{"run", "gateway"}, "FAULTLINE_GATEWAY_LISTEN"},
+		{map[string]string{"FAULTLINE_WORKER_BATCH_RECORDS": "0"}, []string{"run", "worker"}, "FAULTLINE_WORKER_BATCH_RECORDS"},
+		{map[string]string{"FAULTLINE_CORRELATOR_THRESHOLD": "2"}, []string{"run", "correlator"}, "FAULTLINE_CORRELATOR_THRESHOLD"},
+		{map[string]string{"FAULTLINE_CORRELATOR_RULES_FILE": "/nonexistent.yaml"}, []string{"run", "worker", "correlator"}, "FAULTLINE_CORRELATOR_RULES_FILE"},
+		{map[string]string{"FAULTLINE_CORRELATOR_RULES_FILE": "/nonexistent.yaml", "FAULTLINE_WORKER_AGGREGATES": "false"}, []string{"run", "correlator"}, "FAULTLINE_CORRELATOR_RULES_FILE"},
+		{map[string]string{"FAULTLINE_NATS_REPLICAS": "0"}, []string{"run", "gateway", "worker", "correlator"}, "FAULTLINE_NATS_REPLICAS"},
+		{map[string]string{"FAULTLINE_ADMIN_LISTEN": "8888"}, []string{"run", "gateway", "worker", "correlator"}, "FAULTLINE_ADMIN_LISTEN"},
+		{map[string]string{"FAULTLINE_CLICKHOUSE_DATABASE": "a-b"}, []string{"run", "worker", "correlator", "migrate", "dora"}, "FAULTLINE_CLICKHOUSE_DATABASE"},
+		{map[string]string{"FAULTLINE_NATS_URL": ""}, []string{"gateway", "worker", "correlator"}, "set FAULTLINE_NATS_URL"},
+		{map[string]string{"FAULTLINE_CLICKHOUSE_ADDR": ""}, []string{"worker", "correlator", "migrate"}, "set FAULTLINE_CLICKHOUSE_ADDR"},
+	} {
+		for _, name := range []string{"run", "gateway", "worker", "correlator", "migrate", "dora"} {
+			t.Run(fmt.Sprint(tc.env)+"/"+name, func(t *testing.T) {
+				for k, v := range joined {
+					t.Setenv(k, v)
+				}
+				for k, v := range tc.env {
+					t.Setenv(k, v)
+				}
+				if name == "run" || name == "dora" {
+					// They fall back to the local servers; run embeds
+					// NATS only without an address.
+					t.Setenv("FAULTLINE_NATS_URL", "")
+				}
+				_, err := loadConfig(roles[name])
+				if slices.Contains(tc.stops, name) {
+					if err == nil || !strings.Contains(err.Error(), tc.want) {
+						t.Fatalf("loadConfig(%s) = %v, want an error containing %q", name, err, tc.want)
+					}
+				} else if err != nil {
+					t.Fatalf("loadConfig(%s) = %v, want no error: the role does not read %v", name, err, tc.env)
+				}
+			})
+		}
+	}
+}
+
 func TestConfigDefaultsValid(t *testing.T) {
-	c, err := loadConfig()
+	c, err := loadConfig(roles["run"])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func cmdDora(ctx context.Context, args []string, out io.Writer) error {
 		}
 		f.Since = t
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(roles["dora"])
 	if err != nil {
 		return err
 	}

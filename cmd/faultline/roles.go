@@ -86,13 +86,17 @@ func startGateway(s *stack) error {
 	return nil
 }
 
-// startCorrelator runs the correlator until ctx ends.
+// startCorrelator runs the correlator until ctx ends; the process is not
+// ready until the correlator has caught up with its streams.
 func startCorrelator(ctx context.Context, s *stack, g *group) error {
 	ew, err := clickhouse.NewEventsWriter(s.ch, s.cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
 	c := correlator.New(s.cfg.Correlator, s.js, s.cfg.NATS, ew, s.log.With("component", "correlator"))
+	// Not ready while it replays its streams: until then a new incident
+	// waits behind the history for its verdict.
+	s.admin.AddCheck("correlator", c.Ready)
 	g.Go("correlator", func() error { return c.Run(ctx) })
 	return nil
 }

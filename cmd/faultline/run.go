@@ -171,20 +171,28 @@ func (s *stack) down() {
 	s.stops = nil
 }
 
-// role names the parts a process runs; run is all of them.
+// role names the parts a process runs and what it connects to; run is all
+// of them. Settings are validated per role (Config.Validate).
 type role struct {
-	name       string
+	name string
+	// local: with no address set, NATS is embedded and ClickHouse is the
+	// local server run starts (dora reads that one); otherwise the role
+	// joins an existing deployment and needs the addresses.
+	local      bool
+	needNATS   bool // every long-running role; it serves the admin endpoints
 	needCH     bool
 	gateway    bool
 	worker     bool
-	correlator bool
+	correlator bool // with the notifier, which delivers its alerts
 }
 
 var roles = map[string]role{
-	"run":        {name: "run", needCH: true, gateway: true, worker: true, correlator: true},
-	"correlator": {name: "correlator", needCH: true, correlator: true},
-	"gateway":    {name: "gateway", gateway: true},
-	"worker":     {name: "worker", needCH: true, worker: true},
+	"run":        {name: "run", local: true, needNATS: true, needCH: true, gateway: true, worker: true, correlator: true},
+	"correlator": {name: "correlator", needNATS: true, needCH: true, correlator: true},
+	"gateway":    {name: "gateway", needNATS: true, gateway: true},
+	"worker":     {name: "worker", needNATS: true, needCH: true, worker: true},
+	"migrate":    {name: "migrate", needCH: true},
+	"dora":       {name: "dora", local: true, needCH: true},
 }
 
 // cmdServe brings the dependencies up, starts the role's parts, and on
@@ -192,11 +200,8 @@ var roles = map[string]role{
 // commit and ack what they hold, then connections and embedded servers
 // close. The whole shutdown is bounded by FAULTLINE_SHUTDOWN_TIMEOUT.
 func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(r)
 	if err != nil {
-		return err
-	}
-	if err := requirements(r.name, cfg); err != nil {
 		return err
 	}
 	log := newLogger(cfg.LogLevel).With("role", r.name)
@@ -272,41 +277,12 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 	}
 }
 
-// requirements checks what a role needs beyond valid settings: every role
-// but run joins an existing deployment, so it needs the addresses run
-// would otherwise provide itself.
-func requirements(name string, cfg *Config) error {
-	switch name {
-	case "run":
-		return nil
-	case "migrate":
-		if len(cfg.ClickHouse.Addr) == 0 {
-			return errors.New("migrate needs FAULTLINE_CLICKHOUSE_ADDR (faultline run migrates its local ClickHouse by itself)")
-		}
-		return nil
-	}
-	r, ok := roles[name]
-	if !ok {
-		return fmt.Errorf("unknown role %q", name)
-	}
-	if cfg.NATS.URL == "" {
-		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_NATS_URL (faultline run embeds NATS)", r.name)
-	}
-	if r.needCH && len(cfg.ClickHouse.Addr) == 0 {
-		return fmt.Errorf("faultline %s joins an existing deployment: set FAULTLINE_CLICKHOUSE_ADDR (faultline run starts a local ClickHouse)", r.name)
-	}
-	return nil
-}
-
 func cmdMigrate(ctx context.Context, args []string, out io.Writer) error {
 	if help, err := noArgs(flag.NewFlagSet("migrate", flag.ContinueOnError), args, out); help || err != nil {
 		return err
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(roles["migrate"])
 	if err != nil {
-		return err
-	}
-	if err := requirements("migrate", cfg); err != nil {
 		return err
 	}
 	return clickhouse.Migrate(ctx, cfg.ClickHouse, newLogger(cfg.LogLevel))
@@ -331,12 +307,8 @@ func cmdCheck(_ context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("check: unknown role %q, want one of %s", name, strings.Join(checkRoles, ", "))
 		}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
 	for _, name := range fs.Args() {
-		if err := requirements(name, cfg); err != nil {
+		if _, err := loadConfig(roles[name]); err != nil {
 			return fmt.Errorf("check %s: %w", name, err)
 		}
 		fmt.Fprintf(out, "%s: settings valid\n", name)

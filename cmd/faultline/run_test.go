@@ -218,14 +218,21 @@ func runStack(t *testing.T, r stackRun) {
 		t.Fatal("run did not come up")
 	}
 
-	resp, err := http.Get("http://" + s.admin.Addr() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "clickhouse: ok") {
-		t.Fatalf("readyz: %d %s", resp.StatusCode, body)
+	// Ready once the correlator has read its (empty) streams, at its
+	// first tick.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + s.admin.Addr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), "clickhouse: ok") && strings.Contains(string(body), "correlator: ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz: %d %s", resp.StatusCode, body)
+		}
 	}
 
 	for i := 0; i < r.extraWorkers; i++ {

@@ -142,6 +142,8 @@ type Correlator struct {
 	rbPending []pendingRollback // decided at flush: an alert only without an incident
 
 	mIncidents, mAggregates, mEvents, mWrites, mRetracted *metrics.Counter
+
+	lag catchUp // how far it has read its streams (ready.go)
 }
 
 // New prepares a correlator.
@@ -194,6 +196,7 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer aggs.Stop()
+	c.startCatchUp(evs, aggs)
 	tick := time.NewTicker(c.cfg.FlushInterval)
 	defer tick.Stop()
 	for {
@@ -205,8 +208,10 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 			return nil
 		case m := <-evs.ch:
 			c.handleEvent(m)
+			c.handledEvent(m)
 		case m := <-aggs.ch:
 			c.handleAggregates(m)
+			c.handledAggregates(m)
 		case <-tick.C:
 			c.release(false)
 			// Early verdicts only once every aggregate published so far
@@ -216,13 +221,15 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 			}
 			c.checkOrphans()
 			c.flush(ctx)
+			c.noteProgress(evs, aggs)
 		}
 	}
 }
 
 type follower struct {
-	ch   chan jetstream.Msg
-	stop func()
+	ch      chan jetstream.Msg
+	stop    func()
+	backlog uint64 // messages in the stream when following began
 }
 
 func (f follower) Stop() { f.stop() }
@@ -238,7 +245,11 @@ func (c *Correlator) follow(ctx context.Context, stream string, subjects []strin
 	if err != nil {
 		return follower{}, fmt.Errorf("follow %s: %w", stream, err)
 	}
-	return follower{ch: ch, stop: cc.Stop}, nil
+	f := follower{ch: ch, stop: cc.Stop}
+	if ci := cons.CachedInfo(); ci != nil {
+		f.backlog = ci.NumPending
+	}
+	return f, nil
 }
 
 func (c *Correlator) handleEvent(m jetstream.Msg) {
