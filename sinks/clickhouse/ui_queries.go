@@ -65,11 +65,6 @@ func (q Query) Literal() string {
 	})
 }
 
-// quoteString writes s as a ClickHouse string literal.
-func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
-}
-
 // stringParam is a String parameter's value: ClickHouse reads parameter
 // values in its escaped text format, where a backslash starts an escape.
 func stringParam(name, v string) Param {
@@ -158,7 +153,7 @@ type Incident struct {
 }
 
 // Open reports whether the incident is unresolved.
-func (i *Incident) Open() bool { return i.ResolvedAt == nil }
+func (i Incident) Open() bool { return i.ResolvedAt == nil }
 
 const incidentColumns = `IncidentId, Service, Environment, Title, Severity, Source, Signal, DetectionReason, StartedAt, ResolvedAt,
 	TimeToRestoreSeconds, SuspectDeployId, SuspectVersion, Confidence, RestoredByDeployId`
