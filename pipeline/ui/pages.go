@@ -579,7 +579,7 @@ func (s *Server) doraPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := doraView{Since: q.Get("since"), SinceDate: since, Environment: env, Service: svc, Summaries: sums,
-		Weeks: map[string][]clickhouse.DoraWeek{}, Trend: weeklyTrend(weeks),
+		Weeks: map[string][]clickhouse.DoraWeek{}, Trend: weeklyTrend(weeks, since, s.now()),
 		Figures: []figure{fig("The four keys per environment and service", sq), fig("Weekly trend", wq)}}
 	if v.Since == "" {
 		v.Since = "30d"
@@ -591,18 +591,16 @@ func (s *Server) doraPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "dora", v)
 }
 
-// weeklyTrend lays the weeks on a common axis, every week from the first
-// to the last, zero deployments where a key had none.
-func weeklyTrend(ws []clickhouse.DoraWeek) trendData {
+// weeklyTrend lays the weeks on a common axis, every week of the window
+// from the one holding since to the current one (or the last with data,
+// if later), zero deployments where a key had none.
+func weeklyTrend(ws []clickhouse.DoraWeek, since, now time.Time) trendData {
 	var t trendData
 	if len(ws) == 0 {
 		return t
 	}
-	first, last := ws[0].Week, ws[0].Week
+	first, last := monday(since), monday(now)
 	for _, w := range ws {
-		if w.Week.Before(first) {
-			first = w.Week
-		}
 		if w.Week.After(last) {
 			last = w.Week
 		}
@@ -632,6 +630,13 @@ func weeklyTrend(ws []clickhouse.DoraWeek) trendData {
 		}
 	}
 	return t
+}
+
+// monday is the start of t's ISO week, as ClickHouse's toMonday counts.
+func monday(t time.Time) time.Time {
+	t = t.UTC()
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return d.AddDate(0, 0, -((int(d.Weekday()) + 6) % 7))
 }
 
 // urlPathEscape escapes an id for a path segment, as the webhooks' links

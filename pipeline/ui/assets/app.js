@@ -10,6 +10,12 @@
 
   function utc(ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); }
 
+  // timeAxis labels the x axis in 24-hour UTC (or dates, for weeks).
+  function timeAxis(pattern, space) {
+    var fmt = uPlot.fmtDate(pattern);
+    return { space: space, values: function (u, vals) { return vals.map(function (v) { return fmt(utc(v)); }); } };
+  }
+
   // markers draws the incident's events as labelled vertical lines.
   function markers(list) {
     return {
@@ -48,24 +54,24 @@
   function incidentChart(kind, data) {
     var pairs = kind === "logs" ? data.logs : data.requests;
     var names = kind === "logs" ? ["records", "errors"] : ["requests", "5xx"];
-    var series = [{ label: "time (UTC)" }];
+    var series = [{ label: "time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}" }];
     var cols = [data.x];
     var hasP95 = false;
     pairs.forEach(function (p, i) {
       var c = palette[i % palette.length];
-      series.push({ label: versionLabel(p.version) + " " + names[0], stroke: c, width: 1.5, scale: "n" });
+      series.push({ label: versionLabel(p.version) + " " + names[0], stroke: c, width: 1.5, scale: "n", points: { show: false } });
       cols.push(p.total);
       series.push({ label: versionLabel(p.version) + " " + names[1], stroke: "#d63b3b", fill: "rgba(214,59,59,0.08)", dash: [6, 3], width: 2, scale: "n",
         points: { show: false } });
       cols.push(p.failed);
       if (p.p95) {
         hasP95 = true;
-        series.push({ label: versionLabel(p.version) + " p95", stroke: c, dash: [2, 3], width: 1.5, scale: "s",
+        series.push({ label: versionLabel(p.version) + " p95", stroke: c, dash: [2, 3], width: 1.5, scale: "s", points: { show: false },
           value: function (u, v) { return v == null ? "–" : (v * 1000).toFixed(0) + " ms"; } });
         cols.push(p.p95);
       }
     });
-    var axes = [{}, { scale: "n", label: kind === "logs" ? "per minute" : "requests per minute" }];
+    var axes = [timeAxis("{HH}:{mm}", 50), { scale: "n", label: kind === "logs" ? "per minute" : "requests per minute" }];
     if (hasP95) {
       axes.push({ scale: "s", side: 1, grid: { show: false }, label: "p95",
         values: function (u, vals) { return vals.map(function (v) { return (v * 1000).toFixed(0) + " ms"; }); } });
@@ -75,7 +81,7 @@
   }
 
   function weeklyChart(kind, data) {
-    var series = [{ label: "week of (UTC)" }];
+    var series = [{ label: "week of", value: "{YYYY}-{MM}-{DD}" }];
     var cols = [data.x];
     data.series.forEach(function (s, i) {
       var c = palette[i % palette.length];
@@ -83,7 +89,7 @@
         value: kind === "weekly-cfr" ? function (u, v) { return v == null ? "–" : (v * 100).toFixed(1) + "%"; } : undefined });
       cols.push(kind === "weekly-cfr" ? s.failure_rate : s.deployments);
     });
-    var axes = [{}, kind === "weekly-cfr"
+    var axes = [timeAxis("{YYYY}-{MM}-{DD}", 100), kind === "weekly-cfr"
       ? { values: function (u, vals) { return vals.map(function (v) { return (v * 100).toFixed(0) + "%"; }); } }
       : { label: "deploys" }];
     return { series: series, data: cols, axes: axes,
