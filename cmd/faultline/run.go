@@ -191,7 +191,7 @@ type role struct {
 
 var roles = map[string]role{
 	"run":        {name: "run", local: true, needNATS: true, needCH: true, gateway: true, worker: true, correlator: true, ui: true},
-	"correlator": {name: "correlator", needNATS: true, needCH: true, correlator: true},
+	"correlator": {name: "correlator", needNATS: true, needCH: true, correlator: true, ui: true},
 	"gateway":    {name: "gateway", needNATS: true, gateway: true},
 	"worker":     {name: "worker", needNATS: true, needCH: true, worker: true},
 	"migrate":    {name: "migrate", needCH: true},
