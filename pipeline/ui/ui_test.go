@@ -115,6 +115,10 @@ func TestUIPages(t *testing.T) {
 		{"/dora?since=forever", 400, []string{"since &#34;forever&#34;: want a number of days or weeks"}},
 		{"/dora?since=99999d", 400, []string{"want a number of days"}},
 		{"/incidents/inc-1?x=1", 400, []string{"unknown query parameter"}},
+		{"/incidents/", 404, []string{"nothing at /incidents/"}},
+		{"/incidents/a%2Fb", 404, []string{`no incident &#34;a/b&#34;`}},
+		{"/deploys/%E2%9C%93", 404, []string{"no deploy"}},
+		{"/dora?since=0d&service=checkout", 200, []string{"No deploys or incidents since"}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			code, body, hdr := get(t, h, tc.path)
