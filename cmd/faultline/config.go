@@ -200,6 +200,7 @@ var settingGroups = map[string]struct{ title, usedBy string }{
 	"WORKER":     {"Worker", "Used by `run` and `worker`."},
 	"CORRELATOR": {"Correlator and detection", "Used by `run` and `correlator`; a worker reads `RULES_FILE` too, because the aggregates it publishes follow the rules' severity and latency metrics."},
 	"WEBHOOK":    {"Alert webhooks", "Used by `run` and `correlator` (the notifier runs beside the correlator)."},
+	"UI":         {"Web UI", "Used by `run` and `correlator`, which serve the web UI (incidents, DORA, deploys; read-only on ClickHouse)."},
 }
 
 //go:generate sh -c "go run . config --markdown > ../../docs/settings.md"

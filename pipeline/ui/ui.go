@@ -242,7 +242,11 @@ func checkParams(q url.Values, allowed ...string) error {
 			ok = ok || k == a
 		}
 		if !ok {
-			return &badRequest{fmt.Sprintf("unknown query parameter %q: this page takes %s", k, strings.Join(allowed, ", "))}
+			takes := "no query parameters"
+			if len(allowed) > 0 {
+				takes = strings.Join(allowed, ", ")
+			}
+			return &badRequest{fmt.Sprintf("unknown query parameter %q: this page takes %s", k, takes)}
 		}
 		if len(vs) > 1 {
 			return &badRequest{fmt.Sprintf("query parameter %q given %d times", k, len(vs))}

@@ -114,7 +114,7 @@ func TestUIPages(t *testing.T) {
 		{"/?service=" + strings.Repeat("x", 201), 400, []string{"longer than 200 bytes"}},
 		{"/dora?since=forever", 400, []string{"since &#34;forever&#34;: want a number of days or weeks"}},
 		{"/dora?since=99999d", 400, []string{"want a number of days"}},
-		{"/incidents/inc-1?x=1", 400, []string{"unknown query parameter"}},
+		{"/incidents/inc-1?x=1", 400, []string{"unknown query parameter &#34;x&#34;: this page takes no query parameters"}},
 		{"/incidents/", 404, []string{"nothing at /incidents/"}},
 		{"/incidents/a%2Fb", 404, []string{`no incident &#34;a/b&#34;`}},
 		{"/deploys/%E2%9C%93", 404, []string{"no deploy"}},
