@@ -26,7 +26,13 @@ export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 export FAULTLINE_OTELCOL_BIN := $(CURDIR)/$(OTELCOL)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol
+# Headless Chromium for the web UI's browser test: Debian's chromium
+# package, installed once when missing (apt-get, as root or through sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
+
+.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium
 
 all: build
 
@@ -83,12 +89,22 @@ $(OTELCOL): $(OTELCOL_MANIFEST) | $(OTELCOL_BUILDER)
 
 otelcol: $(OTELCOL)
 
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make: $(CHROMIUM) is missing and there is no apt-get to install Debian's chromium;"; \
+	  echo "      install Chromium and run make test CHROMIUM=/path/to/chromium"; exit 1; }
+	@echo "installing Debian's chromium (about a minute, once) for the web UI's browser test"
+	@{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; } || { \
+	  echo "make: apt-get install chromium failed (see above); install Chromium and run make test CHROMIUM=/path/to/chromium"; exit 1; }
+
+chromium: $(CHROMIUM)
+
 # The whole system on embedded defaults: NATS in process, local ClickHouse,
-# schema applied, gateway, workers and admin endpoints. Ctrl-C stops it all.
+# schema applied, gateway, workers, admin endpoints and the web UI (its URL
+# is in the banner). Ctrl-C stops it all.
 run: build
 	$(BIN)/faultline run
 
-test: build $(TELEMETRYGEN) $(OTELCOL)
+test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...

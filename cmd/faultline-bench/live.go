@@ -62,7 +62,7 @@ func liveLatency(bin string) error {
 	cmd.Env = append(os.Environ(), "FAULTLINE_DATA_DIR="+dir, "FAULTLINE_NATS_LISTEN="+addr("nats"),
 		"FAULTLINE_CLICKHOUSE_LOCAL_TCP_PORT="+strconv.Itoa(ports["tcp"]), "FAULTLINE_CLICKHOUSE_LOCAL_HTTP_PORT="+strconv.Itoa(ports["http"]),
 		"FAULTLINE_CLICKHOUSE_BIN="+filepath.Join(bin, "faultline-clickhouse"),
-		"FAULTLINE_GATEWAY_LISTEN="+addr("gw"), "FAULTLINE_GATEWAY_GRPC_LISTEN="+addr("grpc"), "FAULTLINE_ADMIN_LISTEN="+addr("admin"),
+		"FAULTLINE_GATEWAY_LISTEN="+addr("gw"), "FAULTLINE_GATEWAY_GRPC_LISTEN="+addr("grpc"), "FAULTLINE_ADMIN_LISTEN="+addr("admin"), "FAULTLINE_UI_LISTEN=127.0.0.1:0",
 		"FAULTLINE_WEBHOOK_URL="+hook.URL, "FAULTLINE_WEBHOOK_SECRET=live", "FAULTLINE_LOG_LEVEL=warn")
 	logf, err := os.Create(filepath.Join(dir, "faultline.log"))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/pipeline/correlator"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
+	"github.com/faultline-dev/faultline/pipeline/ui"
 	"github.com/faultline-dev/faultline/pipeline/worker"
 	"github.com/faultline-dev/faultline/processors/detect"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
@@ -42,6 +43,7 @@ type Config struct {
 	Worker     worker.Config     `envconfig:"WORKER"`
 	Correlator correlator.Config `envconfig:"CORRELATOR"`
 	Webhook    webhook.Config    `envconfig:"WEBHOOK"`
+	UI         ui.Config         `envconfig:"UI"`
 }
 
 // loadConfig reads the settings and validates those role r uses.
@@ -95,6 +97,11 @@ func (c *Config) Validate(r role) error {
 		}
 		// The correlator role delivers the alert webhooks.
 		if err := c.Webhook.Validate(); err != nil {
+			return err
+		}
+	}
+	if r.ui {
+		if err := c.UI.Validate(); err != nil {
 			return err
 		}
 	}
@@ -193,6 +200,7 @@ var settingGroups = map[string]struct{ title, usedBy string }{
 	"WORKER":     {"Worker", "Used by `run` and `worker`."},
 	"CORRELATOR": {"Correlator and detection", "Used by `run` and `correlator`; a worker reads `RULES_FILE` too, because the aggregates it publishes follow the rules' severity and latency metrics."},
 	"WEBHOOK":    {"Alert webhooks", "Used by `run` and `correlator` (the notifier runs beside the correlator)."},
+	"UI":         {"Web UI", "Used by `run` and `correlator`, which serve the web UI (incidents, DORA, deploys; read-only on ClickHouse)."},
 }
 
 //go:generate sh -c "go run . config --markdown > ../../docs/settings.md"

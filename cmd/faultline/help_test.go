@@ -53,7 +53,7 @@ func quarantine(t *testing.T) (check func()) {
 	t.Setenv("FAULTLINE_DATA_DIR", data)
 	t.Setenv("FAULTLINE_NATS_URL", "nats://"+nats.addr())
 	t.Setenv("FAULTLINE_CLICKHOUSE_ADDR", ch.addr())
-	for _, v := range []string{"FAULTLINE_ADMIN_LISTEN", "FAULTLINE_NATS_LISTEN", "FAULTLINE_GATEWAY_LISTEN", "FAULTLINE_GATEWAY_GRPC_LISTEN"} {
+	for _, v := range []string{"FAULTLINE_ADMIN_LISTEN", "FAULTLINE_NATS_LISTEN", "FAULTLINE_GATEWAY_LISTEN", "FAULTLINE_GATEWAY_GRPC_LISTEN", "FAULTLINE_UI_LISTEN"} {
 		t.Setenv(v, busy.addr())
 	}
 	return func() {

@@ -23,6 +23,7 @@ import (
 	"github.com/faultline-dev/faultline/pipeline/admin"
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
+	"github.com/faultline-dev/faultline/pipeline/ui"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
 )
@@ -42,6 +43,7 @@ type stack struct {
 	ch    driver.Conn
 
 	gateway *gateway.Gateway
+	ui      *ui.Server // nil when FAULTLINE_UI_LISTEN is empty
 	started atomic.Bool
 
 	stops []func(context.Context) // run in reverse order
@@ -184,11 +186,12 @@ type role struct {
 	gateway    bool
 	worker     bool
 	correlator bool // with the notifier, which delivers its alerts
+	ui         bool // the web UI (FAULTLINE_UI_LISTEN)
 }
 
 var roles = map[string]role{
-	"run":        {name: "run", local: true, needNATS: true, needCH: true, gateway: true, worker: true, correlator: true},
-	"correlator": {name: "correlator", needNATS: true, needCH: true, correlator: true},
+	"run":        {name: "run", local: true, needNATS: true, needCH: true, gateway: true, worker: true, correlator: true, ui: true},
+	"correlator": {name: "correlator", needNATS: true, needCH: true, correlator: true, ui: true},
 	"gateway":    {name: "gateway", needNATS: true, gateway: true},
 	"worker":     {name: "worker", needNATS: true, needCH: true, worker: true},
 	"migrate":    {name: "migrate", needCH: true},
@@ -227,6 +230,11 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 			return err
 		}
 	}
+	if r.ui {
+		if err := startUI(s); err != nil {
+			return err
+		}
+	}
 	if r.worker {
 		if err := startWorker(ctx, s, &g); err != nil {
 			return err
@@ -258,9 +266,10 @@ func cmdServe(ctx context.Context, r role, ready func(*stack)) error {
 			"  NATS        %s  (the Collector's NATS exporter publishes to %s / %s)\n"+
 			"  ClickHouse  %v  database %s  (HTTP %s)\n"+
 			"  admin       http://%s/healthz /readyz /metrics\n"+
+			"  web UI      %s\n"+
 			"Try: bin/faultline replay   then   bin/faultline dora\nCtrl-C stops everything.\n\n",
 			time.Since(start).Round(time.Millisecond), s.gateway.Addr(), s.gateway.GRPCAddr(), natsURL, cfg.NATS.LogsSubject, cfg.NATS.MetricsSubject,
-			cfg.ClickHouse.Addr, cfg.ClickHouse.Database, chHTTP(s), s.admin.Addr())
+			cfg.ClickHouse.Addr, cfg.ClickHouse.Database, chHTTP(s), s.admin.Addr(), uiURL(s))
 	}
 	if ready != nil {
 		ready(s)

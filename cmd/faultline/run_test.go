@@ -200,6 +200,7 @@ func runStack(t *testing.T, r stackRun) {
 		"FAULTLINE_GATEWAY_LISTEN":             "127.0.0.1:0",
 		"FAULTLINE_GATEWAY_GRPC_LISTEN":        "127.0.0.1:0",
 		"FAULTLINE_ADMIN_LISTEN":               "127.0.0.1:0",
+		"FAULTLINE_UI_LISTEN":                  "127.0.0.1:0",
 		"FAULTLINE_LOG_LEVEL":                  "warn",
 	} {
 		t.Setenv(k, v)

@@ -35,6 +35,7 @@ func TestCICDWebhooksEndToEnd(t *testing.T) {
 		"FAULTLINE_GATEWAY_LISTEN":             "127.0.0.1:0",
 		"FAULTLINE_GATEWAY_GRPC_LISTEN":        "",
 		"FAULTLINE_ADMIN_LISTEN":               "127.0.0.1:0",
+		"FAULTLINE_UI_LISTEN":                  "127.0.0.1:0",
 		"FAULTLINE_LOG_LEVEL":                  "warn",
 		"FAULTLINE_GATEWAY_GITHUB_SECRET":      "gh-secret",
 		"FAULTLINE_GATEWAY_GITLAB_TOKEN":       "gl-token",

@@ -17,9 +17,10 @@ type DoraFilter struct {
 	Since       time.Time // whole days from this one on
 }
 
-// doraQuery aggregates dora_daily over a window; the daily arrays make the
-// medians exact for any window.
-const doraQuery = `
+// doraSQL aggregates dora_daily over a window; the daily arrays make the
+// medians exact for any window. Its parameters are bound by the server
+// (doraParams).
+const doraSQL = `
 SELECT
 	Environment, Service,
 	sum(Deployments) AS D,
@@ -31,19 +32,24 @@ SELECT
 	arrayFlatten(groupArray(LeadTimeSeconds)) AS lts,
 	if(empty(lts), NULL, arrayReduce('quantileExactInclusive(0.5)', lts)) AS MLT,
 	if(D = 0, 0, D / greatest(1, dateDiff('second', min(FirstDeployAt), max(LastDeployAt)) / 86400)) AS PerDay
-FROM %s.dora_daily
-WHERE (? = '' OR Environment = ?) AND (? = '' OR Service = ?) AND Day >= toDate(?)
+FROM db.dora_daily
+WHERE ({environment:String} = '' OR Environment = {environment:String})
+  AND ({service:String} = '' OR Service = {service:String})
+  AND Day >= toDate({since:String})
 GROUP BY Environment, Service
 ORDER BY Environment, Service`
 
 // Dora returns the four keys per environment and service, rated.
 func Dora(ctx context.Context, conn driver.Conn, database string, f DoraFilter) ([]dora.Summary, error) {
-	since := f.Since
-	if since.IsZero() {
-		since = time.Unix(0, 0).UTC()
+	r, err := NewReader(conn, database)
+	if err != nil {
+		return nil, err
 	}
-	q := fmt.Sprintf(doraQuery, "`"+database+"`")
-	rows, err := conn.Query(ctx, q, f.Environment, f.Environment, f.Service, f.Service, since.UTC())
+	return runDora(ctx, conn, r.DoraQuery(f))
+}
+
+func runDora(ctx context.Context, conn driver.Conn, q Query) ([]dora.Summary, error) {
+	rows, err := q.Run(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("dora query: %w", err)
 	}

@@ -42,7 +42,7 @@ type Config struct {
 	URL         string        `envconfig:"URL" desc:"one JSON target: where alerts are POSTed"`
 	Secret      string        `envconfig:"SECRET" desc:"HMAC secret of FAULTLINE_WEBHOOK_URL"`
 	TargetsFile string        `envconfig:"TARGETS_FILE" desc:"JSON file of targets (name, url, secret, format json|slack|pagerduty, routing_key, environments, services, min_confidence, types, timeout, max_age)"`
-	BaseURL     string        `envconfig:"BASE_URL" desc:"base of the links put in alerts, e.g. a Grafana dashboard URL"`
+	BaseURL     string        `envconfig:"BASE_URL" desc:"base URL of the links put in alerts, which open BASE/incidents/ID; default: the web UI's address (FAULTLINE_UI_LISTEN)"`
 	Timeout     time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one delivery attempt"`
 	MaxAge      time.Duration `envconfig:"MAX_AGE" default:"1h" desc:"how long a failing delivery is retried before it is dead-lettered"`
 }
