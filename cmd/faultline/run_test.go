@@ -187,54 +187,7 @@ type stackRun struct {
 // requests through the gateway, waits until every log record is in
 // ClickHouse and the run has settled, inspects it and shuts down cleanly.
 func runStack(t *testing.T, r stackRun) {
-	bin, err := chtest.Bin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{
-		"FAULTLINE_DATA_DIR":                   t.TempDir(),
-		"FAULTLINE_NATS_LISTEN":                "127.0.0.1:0",
-		"FAULTLINE_CLICKHOUSE_LOCAL_TCP_PORT":  "0",
-		"FAULTLINE_CLICKHOUSE_LOCAL_HTTP_PORT": "0",
-		"FAULTLINE_CLICKHOUSE_BIN":             bin,
-		"FAULTLINE_GATEWAY_LISTEN":             "127.0.0.1:0",
-		"FAULTLINE_GATEWAY_GRPC_LISTEN":        "127.0.0.1:0",
-		"FAULTLINE_ADMIN_LISTEN":               "127.0.0.1:0",
-		"FAULTLINE_UI_LISTEN":                  "127.0.0.1:0",
-		"FAULTLINE_LOG_LEVEL":                  "warn",
-	} {
-		t.Setenv(k, v)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	up := make(chan *stack, 1)
-	done := make(chan error, 1)
-	go func() { done <- cmdServe(ctx, roles["run"], func(s *stack) { up <- s }) }()
-	var s *stack
-	select {
-	case s = <-up:
-	case err := <-done:
-		t.Fatalf("run: %v", err)
-	case <-time.After(3 * time.Minute):
-		t.Fatal("run did not come up")
-	}
-
-	// Ready once the correlator has read its (empty) streams, at its
-	// first tick.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := http.Get("http://" + s.admin.Addr() + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 && strings.Contains(string(body), "clickhouse: ok") && strings.Contains(string(body), "correlator: ok") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz: %d %s", resp.StatusCode, body)
-		}
-	}
+	ctx, s, stop := startRun(t, nil)
 
 	for i := 0; i < r.extraWorkers; i++ {
 		var g group
@@ -279,15 +232,86 @@ func runStack(t *testing.T, r stackRun) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	r.inspect(ctx, s)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("shutdown: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("shutdown hung")
+	stop()
+}
+
+// startRun starts faultline run as make run does (embedded NATS, local
+// ClickHouse, gateway, worker, correlator, UI, admin), on free loopback
+// ports, with env on top of that, and waits until /readyz says everything
+// is ready. stop shuts it down and fails the test unless it stops cleanly
+// within a minute.
+func startRun(t *testing.T, env map[string]string) (ctx context.Context, s *stack, stop func()) {
+	t.Helper()
+	bin, err := chtest.Bin()
+	if err != nil {
+		t.Fatal(err)
 	}
+	settings := map[string]string{
+		"FAULTLINE_DATA_DIR":                   t.TempDir(),
+		"FAULTLINE_NATS_LISTEN":                "127.0.0.1:0",
+		"FAULTLINE_CLICKHOUSE_LOCAL_TCP_PORT":  "0",
+		"FAULTLINE_CLICKHOUSE_LOCAL_HTTP_PORT": "0",
+		"FAULTLINE_CLICKHOUSE_BIN":             bin,
+		"FAULTLINE_GATEWAY_LISTEN":             "127.0.0.1:0",
+		"FAULTLINE_GATEWAY_GRPC_LISTEN":        "127.0.0.1:0",
+		"FAULTLINE_ADMIN_LISTEN":               "127.0.0.1:0",
+		"FAULTLINE_UI_LISTEN":                  "127.0.0.1:0",
+		"FAULTLINE_LOG_LEVEL":                  "warn",
+	}
+	for k, v := range env {
+		settings[k] = v
+	}
+	for k, v := range settings {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	up := make(chan *stack, 1)
+	done := make(chan error, 1)
+	go func() { done <- cmdServe(ctx, roles["run"], func(s *stack) { up <- s }) }()
+	select {
+	case s = <-up:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v", err)
+	case <-time.After(3 * time.Minute):
+		cancel()
+		t.Fatal("run did not come up")
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("shutdown hung")
+		}
+	}
+	t.Cleanup(stop)
+
+	// Ready once the correlator has read its (empty) streams, at its
+	// first tick.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + s.admin.Addr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(body), "clickhouse: ok") && strings.Contains(string(body), "correlator: ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz: %d %s", resp.StatusCode, body)
+		}
+	}
+	return ctx, s, stop
 }
 
 // outcome reads incidents, change failures and DORA rows as lines.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
 // TestCICDWebhooksEndToEnd runs `faultline run` with the CI/CD webhooks'
@@ -22,41 +19,13 @@ import (
 // ClickHouse: the GitHub deploy's lead time reaches back to the first
 // pushed commit it shipped.
 func TestCICDWebhooksEndToEnd(t *testing.T) {
-	bin, err := chtest.Bin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{
-		"FAULTLINE_DATA_DIR":                   t.TempDir(),
-		"FAULTLINE_NATS_LISTEN":                "127.0.0.1:0",
-		"FAULTLINE_CLICKHOUSE_LOCAL_TCP_PORT":  "0",
-		"FAULTLINE_CLICKHOUSE_LOCAL_HTTP_PORT": "0",
-		"FAULTLINE_CLICKHOUSE_BIN":             bin,
-		"FAULTLINE_GATEWAY_LISTEN":             "127.0.0.1:0",
-		"FAULTLINE_GATEWAY_GRPC_LISTEN":        "",
-		"FAULTLINE_ADMIN_LISTEN":               "127.0.0.1:0",
-		"FAULTLINE_UI_LISTEN":                  "127.0.0.1:0",
-		"FAULTLINE_LOG_LEVEL":                  "warn",
-		"FAULTLINE_GATEWAY_GITHUB_SECRET":      "gh-secret",
-		"FAULTLINE_GATEWAY_GITLAB_TOKEN":       "gl-token",
-		"FAULTLINE_GATEWAY_ARGOCD_TOKEN":       "argo-token",
-		"FAULTLINE_GATEWAY_FLUX_SECRET":        "flux-key",
-	} {
-		t.Setenv(k, v)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	up := make(chan *stack, 1)
-	done := make(chan error, 1)
-	go func() { done <- cmdServe(ctx, roles["run"], func(s *stack) { up <- s }) }()
-	var s *stack
-	select {
-	case s = <-up:
-	case err := <-done:
-		t.Fatalf("run: %v", err)
-	case <-time.After(3 * time.Minute):
-		t.Fatal("run did not come up")
-	}
+	ctx, s, stop := startRun(t, map[string]string{
+		"FAULTLINE_GATEWAY_GRPC_LISTEN":   "",
+		"FAULTLINE_GATEWAY_GITHUB_SECRET": "gh-secret",
+		"FAULTLINE_GATEWAY_GITLAB_TOKEN":  "gl-token",
+		"FAULTLINE_GATEWAY_ARGOCD_TOKEN":  "argo-token",
+		"FAULTLINE_GATEWAY_FLUX_SECRET":   "flux-key",
+	})
 
 	hmacHex := func(secret string, b []byte) string {
 		m := hmac.New(sha256.New, []byte(secret))
@@ -139,15 +108,7 @@ func TestCICDWebhooksEndToEnd(t *testing.T) {
 			t.Errorf("%s: stored %s %s lead %v, want %s %s lead %v", svc, g.env, g.version, deref(g.lead), w.env, w.version, deref(w.lead))
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("shutdown: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("shutdown hung")
-	}
+	stop()
 }
 
 func ptr(f float64) *float64 { return &f }
