@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,10 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
-	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
 	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
-	"github.com/faultline-dev/faultline/sinks/clickhouse"
-	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
 // TestNATSExporterPayloads publishes exactly what the OpenTelemetry
@@ -32,28 +28,8 @@ import (
 // gateway's path (a Nats-Msg-Id hashed from the body) is the one that
 // drops such a copy.
 func TestNATSExporterPayloads(t *testing.T) {
-	ns := natstest.Start(t)
-	chcfg := chtest.Database(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	conn := chtest.Conn(t, chcfg)
-
-	tw, err := clickhouse.NewTelemetryWriter(ctx, chcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tw.Close()
-	w, err := New(ns.JS, Options{
-		Config: testConfig(), NATS: ns.Config,
-		Sink:        tw,
-		IsPermanent: clickhouse.IsPermanent,
-		Log:         slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	ns, conn, stop := startTestWorker(t)
+	ctx := context.Background()
 
 	// Logs: rec-0..99 as protobuf, rec-100..139 as JSON (on a subject below
 	// otel_logs, as an OTTL subject expression per service would give).
@@ -156,8 +132,5 @@ func TestNATSExporterPayloads(t *testing.T) {
 			t.Errorf("service %s: %d metric rows, want %d", service, n, points)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }

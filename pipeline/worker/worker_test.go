@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -111,18 +112,20 @@ func waitDrained(t testing.TB, js jetstream.JetStream, stream, consumer string, 
 	t.Fatalf("consumer %s not drained within %s", consumer, timeout)
 }
 
-func TestWorkerLogsAndDeadLetters(t *testing.T) {
-	ns := natstest.Start(t)
+// startTestWorker starts a worker over embedded NATS into a fresh
+// database of the test ClickHouse; stop stops it and fails the test unless
+// it returned cleanly.
+func startTestWorker(t *testing.T) (ns *natstest.Server, conn driver.Conn, stop func()) {
+	t.Helper()
+	ns = natstest.Start(t)
 	chcfg := chtest.Database(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	conn := chtest.Conn(t, chcfg)
-
+	conn = chtest.Conn(t, chcfg)
 	tw, err := clickhouse.NewTelemetryWriter(ctx, chcfg)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	defer tw.Close()
 	w, err := New(ns.JS, Options{
 		Config: testConfig(), NATS: ns.Config,
 		Sink:        tw,
@@ -130,10 +133,32 @@ func TestWorkerLogsAndDeadLetters(t *testing.T) {
 		Log:         slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
+		cancel()
+		tw.Close()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		err := <-done
+		tw.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(stop)
+	return ns, conn, stop
+}
+
+func TestWorkerLogsAndDeadLetters(t *testing.T) {
+	ns, conn, stop := startTestWorker(t)
+	ctx := context.Background()
 
 	publish(t, ns.JS, "otel_logs", nats.Header{"Content-Type": {"application/x-protobuf"}}, logsPayload(t, 0, 100))
 	publish(t, ns.JS, "otel_logs.checkout", nil, logsPayload(t, 100, 50)) // no header: detected
@@ -168,10 +193,7 @@ func TestWorkerLogsAndDeadLetters(t *testing.T) {
 	if raw.Header.Get(broker.HeaderReason) == "" || raw.Header.Get(broker.HeaderStreamSeq) != "3" || !strings.Contains(string(raw.Data), "garbage") {
 		t.Fatalf("dead letter headers %v data %q", raw.Header, raw.Data)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // TestExactlyOnceUnderKills runs two worker processes while 500k records
