@@ -520,7 +520,10 @@ func (d *Detector) Prune(keep time.Duration) {
 				}
 			}
 			if len(vm) == 0 {
+				// A version that comes back later (a rollback) is the
+				// newest again.
 				delete(s.versions, v)
+				delete(s.first, v)
 			}
 		}
 	}
