@@ -225,26 +225,9 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	if it.bad {
 		return 0, errFallback
 	}
-	d.resKeys, d.resVals = d.resKeys[:0], d.resVals[:0]
-	it = wire{p: resource, want: &tResource}
-	for it.next(&f) {
-		switch f.num {
-		case 1:
-			if err := d.keyValue(&d.resKeys, &d.resVals, f.b); err != nil {
-				return 0, err
-			}
-		case 3:
-			// entity_refs: not kept, but pdata decodes them, so a damaged
-			// one must fail here too.
-			if err := skim(f.b, &tEntityRef); err != nil {
-				return 0, err
-			}
-		}
+	if err := d.walkResource(resource); err != nil {
+		return 0, err
 	}
-	if it.bad {
-		return 0, errFallback
-	}
-	d.resGen = d.next()
 	res := d.pick(d.src)
 	n := 0
 	// walkScopeLogs reuses d.records, not d.scopes: iterate a copy of the
