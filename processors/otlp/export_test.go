@@ -11,4 +11,6 @@ var (
 )
 
 // RandomMetrics is randomMetrics as protobuf.
-func RandomMetrics(seed uint64, nested bool) []byte { return metricsProtoOf(randomMetrics(seed, nested)) }
+func RandomMetrics(seed uint64, nested bool) []byte {
+	return metricsProtoOf(randomMetrics(seed, nested))
+}
