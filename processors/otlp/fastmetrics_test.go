@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -449,6 +450,11 @@ func TestMetricsWireWalkerDeclines(t *testing.T) {
 			t.Errorf("%s: the wire walker accepted it", tc.name)
 		}
 		checkMetrics(t, tc.name, tc.p)
+	}
+	// A request pdata rejects too: the error says where the walker stopped.
+	_, err := NewBatch().Append(SignalMetrics, FormatProtobuf, []byte{0x0a, 0x04, 0x12, 0x02, 0x12, 0x05})
+	if !errors.Is(err, ErrDecode) || !strings.Contains(err.Error(), "declined at scope_metrics") {
+		t.Errorf("Append of a damaged request = %v; want ErrDecode naming scope_metrics", err)
 	}
 }
 
