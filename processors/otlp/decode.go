@@ -18,6 +18,7 @@ type decoder struct {
 	// Scratch of the wire walker: the scope and record messages of the
 	// resource and scope being walked, and rendered strings.
 	scopes, records [][]byte
+	points          [][]byte // of the metric being walked
 	// The batch's sources and the payload being walked.
 	src *Sources
 	p   payload

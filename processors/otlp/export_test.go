@@ -6,4 +6,11 @@ var (
 	MapBody          = mapBody
 	GoldenScalarLogs = goldenScalarLogs
 	View             = view
+	GoldenMetrics    = goldenMetrics
+	BenchMetrics     = benchMetrics
 )
+
+// RandomMetrics is randomMetrics as protobuf.
+func RandomMetrics(seed uint64, nested bool) []byte {
+	return metricsProtoOf(randomMetrics(seed, nested))
+}

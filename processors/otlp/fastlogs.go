@@ -225,26 +225,9 @@ func (b *Batch) walkResourceLogs(p []byte) (int, error) {
 	if it.bad {
 		return 0, errFallback
 	}
-	d.resKeys, d.resVals = d.resKeys[:0], d.resVals[:0]
-	it = wire{p: resource, want: &tResource}
-	for it.next(&f) {
-		switch f.num {
-		case 1:
-			if err := d.keyValue(&d.resKeys, &d.resVals, f.b); err != nil {
-				return 0, err
-			}
-		case 3:
-			// entity_refs: not kept, but pdata decodes them, so a damaged
-			// one must fail here too.
-			if err := skim(f.b, &tEntityRef); err != nil {
-				return 0, err
-			}
-		}
+	if err := d.walkResource(resource); err != nil {
+		return 0, err
 	}
-	if it.bad {
-		return 0, errFallback
-	}
-	d.resGen = d.next()
 	res := d.pick(d.src)
 	n := 0
 	// walkScopeLogs reuses d.records, not d.scopes: iterate a copy of the
@@ -514,21 +497,45 @@ func (d *decoder) keyValue(keys, vals *[]Str, p []byte) error {
 
 // stringKV reads the layout nearly every attribute has, a key and a short
 // string value, in one pass: {1: key, 2: {1: string}}, every length one
-// byte, nothing else in either message. Anything else goes the general
-// way; the result is the same either way (the fuzz test holds them to
-// pdata).
+// byte, nothing else in either message; or the same with the value first,
+// as pdata (and so the Collector) writes it. Anything else goes the
+// general way; the result is the same either way (the fuzz tests hold them
+// to pdata).
 func stringKV(p []byte) (key, val []byte, ok bool) {
-	if len(p) < 2 || p[0] != 0x0a || p[1] >= 0x80 || 2+int(p[1]) > len(p) {
+	if len(p) < 2 || p[1] >= 0x80 || 2+int(p[1]) > len(p) {
 		return nil, nil, false
 	}
-	k, q := p[2:2+int(p[1])], p[2+int(p[1]):]
+	first, rest := p[2:2+int(p[1])], p[2+int(p[1]):]
+	switch p[0] {
+	case 0x0a: // key, then value
+		if v, ok := stringValue(rest); ok {
+			return first, v, true
+		}
+	case 0x12: // value, then key
+		if len(rest) < 2 || rest[0] != 0x0a || rest[1] >= 0x80 || 2+int(rest[1]) != len(rest) {
+			return nil, nil, false
+		}
+		if v, ok := stringAny(first); ok {
+			return rest[2:], v, true
+		}
+	}
+	return nil, nil, false
+}
+
+// stringValue reads {2: {1: string}} with one-byte lengths, all of q.
+func stringValue(q []byte) ([]byte, bool) {
 	if len(q) < 4 || q[0] != 0x12 || q[1] >= 0x80 || 2+int(q[1]) != len(q) {
-		return nil, nil, false
+		return nil, false
 	}
-	if q[2] != 0x0a || q[3] >= 0x80 || 4+int(q[3]) != len(q) {
-		return nil, nil, false
+	return stringAny(q[2:])
+}
+
+// stringAny reads an AnyValue {1: string} with a one-byte length, all of q.
+func stringAny(q []byte) ([]byte, bool) {
+	if len(q) < 2 || q[0] != 0x0a || q[1] >= 0x80 || 2+int(q[1]) != len(q) {
+		return nil, false
 	}
-	return k, q[4:], true
+	return q[2:], true
 }
 
 // anyString renders an AnyValue as valueString does; arrays and maps fall

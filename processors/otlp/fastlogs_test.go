@@ -237,7 +237,10 @@ func TestStringKV(t *testing.T) {
 		{"value message too long for one byte", kv("k", long[:126]), false, "", ""},
 		{"trailing field", append(kv("k", "v"), 0x18, 0x01), false, "", ""},
 		{"int value", protowire.AppendBytes(protowire.AppendTag(protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "k"), 2, protowire.BytesType), []byte{0x18, 0x07}), false, "", ""},
-		{"value before key", append(kv("k", "v")[3:], kv("k", "v")[:3]...), false, "", ""},
+		{"value before key, as pdata writes it", append(kv("k", "v")[3:], kv("k", "v")[:3]...), true, "k", "v"},
+		{"value before key, trailing field", append(append(kv("k", "v")[3:], kv("k", "v")[:3]...), 0x18, 0x01), false, "", ""},
+		{"value before key, int value", append([]byte{0x12, 0x02, 0x18, 0x07}, kv("k", "v")[:3]...), false, "", ""},
+		{"value before key, twice", append(kv("k", "v")[3:], kv("k", "v")[3:]...), false, "", ""},
 		{"truncated", kv("key", "value")[:7], false, "", ""},
 	} {
 		kb, vb, ok := stringKV(tc.p)

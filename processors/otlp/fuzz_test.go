@@ -71,6 +71,25 @@ func fuzzSeeds(t *testing.T) map[string][]any {
 		seeds["FuzzWireWalker/"+name] = []any{p}
 		seeds["FuzzAppend/logs-"+name] = []any{fuzzLogs, p}
 	}
+	metrics := map[string][]byte{ // protobuf metrics for FuzzMetricsWireWalker
+		"empty":               nil,
+		"otlptest":            otlptest.MetricsRequest(),
+		"truncated":           otlptest.MetricsRequest()[:len(otlptest.MetricsRequest())-5],
+		"bad-varint":          {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"unknown-fields-only": {0xf8, 0x07, 0x01},
+		"logs-as-metrics":     realistic,
+		"realistic":           otlp.BenchMetrics(2),
+		"random-scalar":       otlp.RandomMetrics(3, false),
+		"random-nested":       otlp.RandomMetrics(4, true),
+		"random-scalar-2":     otlp.RandomMetrics(11, false),
+	}
+	for _, name := range []string{"gauge", "sum", "histogram", "exponential_histogram", "summary"} {
+		metrics["golden-"+name] = otlp.GoldenMetrics(t, name, false)
+		metrics["golden-"+name+"-scalar"] = otlp.GoldenMetrics(t, name, true)
+	}
+	for name, p := range metrics {
+		seeds["FuzzMetricsWireWalker/"+name] = []any{p}
+	}
 	seeds["FuzzAppend/metrics-empty"] = []any{fuzzMetrics, []byte(nil)}
 	seeds["FuzzAppend/metrics-protobuf"] = []any{fuzzMetrics, otlptest.MetricsRequest()}
 	seeds["FuzzAppend/metrics-json"] = []any{fuzzMetrics, otlptest.MetricsJSON()}

@@ -215,6 +215,25 @@ type metricCtx struct {
 }
 
 func (b *Batch) appendMetrics(f Format, p []byte) (int, error) {
+	if f == FormatProtobuf && !slowPath {
+		n, err := b.appendMetricsProto(p)
+		if err == nil {
+			return n, nil
+		}
+		// The wire walker declined: pdata decodes the request or says
+		// why it cannot.
+		n, perr := b.appendMetricsPdata(f, p)
+		if perr != nil {
+			return 0, fmt.Errorf("%w (wire walker: %v)", perr, err)
+		}
+		return n, nil
+	}
+	return b.appendMetricsPdata(f, p)
+}
+
+// appendMetricsPdata decodes through pdata: OTLP/JSON, protobuf the wire
+// walker declines, and the reference the tests hold the walker to.
+func (b *Batch) appendMetricsPdata(f Format, p []byte) (int, error) {
 	var md pmetric.Metrics
 	var err error
 	if f == FormatJSON {
@@ -266,6 +285,12 @@ func (b *Batch) appendMetrics(f Format, p []byte) (int, error) {
 
 // common appends the shared columns of one point.
 func (d *decoder) common(c *MetricCommon, mc *metricCtx, attrs pcommon.Map, start, ts pcommon.Timestamp, flags uint32) {
+	d.appendAttrs(d.src, &c.Attributes, attrs)
+	d.commonRow(c, mc, uint64(start), uint64(ts), flags)
+}
+
+// commonRow appends the shared columns of one point but its attributes.
+func (d *decoder) commonRow(c *MetricCommon, mc *metricCtx, start, ts uint64, flags uint32) {
 	c.ResourceAttributes.appendRow(d.resGen, d.resKeys, d.resVals)
 	c.ResourceSchemaUrl = append(c.ResourceSchemaUrl, mc.rschema)
 	c.ScopeName = append(c.ScopeName, mc.sname)
@@ -277,9 +302,8 @@ func (d *decoder) common(c *MetricCommon, mc *metricCtx, attrs pcommon.Map, star
 	c.MetricName = append(c.MetricName, mc.name)
 	c.MetricDescription = append(c.MetricDescription, mc.desc)
 	c.MetricUnit = append(c.MetricUnit, mc.unit)
-	d.appendAttrs(d.src, &c.Attributes, attrs)
-	c.StartTimeUnix = append(c.StartTimeUnix, nanos(uint64(start)))
-	c.TimeUnix = append(c.TimeUnix, nanos(uint64(ts)))
+	c.StartTimeUnix = append(c.StartTimeUnix, nanos(start))
+	c.TimeUnix = append(c.TimeUnix, nanos(ts))
 	c.Flags = append(c.Flags, flags)
 	c.Enrichment.appendRow(mc.res.env, mc.res.version)
 }
