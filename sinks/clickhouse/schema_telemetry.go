@@ -3,8 +3,10 @@ package clickhouse
 // The telemetry tables (versions 10-19): column-compatible with the
 // OpenTelemetry Collector ClickHouse exporter, so Grafana's OpenTelemetry
 // mode and existing SQL work unchanged, plus faultline's enrichment columns
-// DeployId, DeployVersion and IncidentId. Bloom-filter skip indexes are left
-// out: they double ClickHouse's cost per inserted row. Every table keeps a
+// DeployId, DeployVersion and IncidentId. Of the exporter's skip indexes,
+// otel_logs keeps only the one on TraceId (migration 28, with a minmax on
+// Timestamp): the others cost more per inserted row than they save, as
+// BenchmarkLogsSchemas measures. Every table keeps a
 // deduplication window so a retried insert with the same
 // insert_deduplication_token is dropped on plain MergeTree as well.
 
@@ -129,5 +131,17 @@ ALTER TABLE {{.DB}}.{{local "otel_logs"}}{{.OnCluster}}
 			`{{if ne (local "otel_logs") "otel_logs"}}
 ALTER TABLE {{.DB}}.otel_logs{{.OnCluster}}
 	ADD COLUMN IF NOT EXISTS TimestampTime DateTime DEFAULT toDateTime(Timestamp) AFTER Timestamp{{end}}`}},
+		// Two skip indexes that pay for themselves, measured by
+		// BenchmarkLogsSchemas (docs/tables.md, "Ordering and indexes,
+		// measured"): a minmax on Timestamp, since the sorting key's
+		// toStartOfFiveMinutes(Timestamp) does not narrow a time range to
+		// granules within a part, and a bloom filter on TraceId for
+		// trace-to-logs lookups. The exporter's other skip indexes (attribute
+		// maps, Body) cost more to write than they save. Parts written before
+		// this migration have no index until merged; queries stay correct.
+		Migration{Version: 28, Name: "otel_logs Timestamp and TraceId indexes", Stmts: []string{`
+ALTER TABLE {{.DB}}.{{local "otel_logs"}}{{.OnCluster}}
+	ADD INDEX IF NOT EXISTS idx_timestamp Timestamp TYPE minmax GRANULARITY 1,
+	ADD INDEX IF NOT EXISTS idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1`}},
 	)
 }

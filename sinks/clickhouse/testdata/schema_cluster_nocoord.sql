@@ -500,3 +500,9 @@ ALTER TABLE `faultline`.otel_metrics_summary
 		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
 		toUnixTimestamp64Nano(TimeUnix), '');
 
+-- 28 otel_logs Timestamp and TraceId indexes
+
+ALTER TABLE `faultline`.otel_logs_local
+	ADD INDEX IF NOT EXISTS idx_timestamp Timestamp TYPE minmax GRANULARITY 1,
+	ADD INDEX IF NOT EXISTS idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1;
+
