@@ -91,6 +91,15 @@ func (c *Config) render(stmt string) (string, error) {
 			}
 			return ""
 		},
+		// dedupWindow sets how many insert tokens a table remembers, on
+		// plain and on Replicated tables.
+		"dedupWindow": func(n int) string {
+			s := fmt.Sprintf("non_replicated_deduplication_window = %d", n)
+			if c.Cluster != "" && !c.noCoordination {
+				s += fmt.Sprintf(", replicated_deduplication_window = %d", n)
+			}
+			return s
+		},
 		// local names the table that stores rows: name itself on one
 		// server, name_local under a Distributed name on a cluster.
 		"local": func(name string) string {

@@ -3,6 +3,7 @@ package clickhouse_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +54,22 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestDedupWindow: every telemetry table remembers 10000 insert tokens, the
+// window a crashed worker's re-formed batch must fall in.
+func TestDedupWindow(t *testing.T) {
+	cfg := chtest.Database(t)
+	conn := chtest.Conn(t, cfg)
+	for _, table := range []string{"otel_logs", "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
+		"otel_metrics_exponential_histogram", "otel_metrics_summary"} {
+		var ddl string
+		if err := conn.QueryRow(context.Background(), "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", cfg.Database, table).Scan(&ddl); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ddl, "non_replicated_deduplication_window = 10000") {
+			t.Errorf("%s: %s", table, ddl)
+		}
 	}
 }

@@ -166,18 +166,19 @@ RANGE(MIN StartNs MAX EndNs)`
 // rows and on the Distributed tables over them.
 func incidentIDAlias() []string {
 	var out []string
-	for _, t := range []struct{ table, ts string }{
-		{"otel_logs", "Timestamp"}, {"otel_metrics_gauge", "TimeUnix"}, {"otel_metrics_sum", "TimeUnix"},
-		{"otel_metrics_histogram", "TimeUnix"}, {"otel_metrics_exponential_histogram", "TimeUnix"}, {"otel_metrics_summary", "TimeUnix"},
-	} {
+	for _, table := range telemetryTables {
+		ts := "TimeUnix"
+		if table == "otel_logs" {
+			ts = "Timestamp"
+		}
 		alter := `
 ALTER TABLE {{.DB}}.%s{{.OnCluster}}
 	DROP COLUMN IF EXISTS IncidentId,
 	ADD COLUMN IncidentId String ALIAS dictGetOrDefault('{{.DictName}}', 'IncidentId',
 		cityHash64(ServiceName, if(ResourceAttributes['deployment.environment.name'] != '', ResourceAttributes['deployment.environment.name'], ResourceAttributes['deployment.environment'])),
-		toUnixTimestamp64Nano(` + t.ts + `), '')`
-		out = append(out, fmt.Sprintf(alter, `{{local "`+t.table+`"}}`),
-			`{{if ne (local "`+t.table+`") "`+t.table+`"}}`+fmt.Sprintf(alter, t.table)+`{{end}}`)
+		toUnixTimestamp64Nano(` + ts + `), '')`
+		out = append(out, fmt.Sprintf(alter, `{{local "`+table+`"}}`),
+			`{{if ne (local "`+table+`") "`+table+`"}}`+fmt.Sprintf(alter, table)+`{{end}}`)
 	}
 	return out
 }

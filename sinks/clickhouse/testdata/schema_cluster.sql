@@ -506,3 +506,16 @@ ALTER TABLE `faultline`.otel_logs_local ON CLUSTER `prod`
 	ADD INDEX IF NOT EXISTS idx_timestamp Timestamp TYPE minmax GRANULARITY 1,
 	ADD INDEX IF NOT EXISTS idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1;
 
+-- 29 telemetry tables remember 10000 insert tokens
+ALTER TABLE `faultline`.otel_logs_local ON CLUSTER `prod` MODIFY SETTING non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_gauge_local ON CLUSTER `prod` MODIFY SETTING non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_sum_local ON CLUSTER `prod` MODIFY SETTING non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_histogram_local ON CLUSTER `prod` MODIFY SETTING non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_exponential_histogram_local ON CLUSTER `prod` MODIFY SETTING non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_summary_local ON CLUSTER `prod` MODIFY SETTING non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
+

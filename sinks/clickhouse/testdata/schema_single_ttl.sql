@@ -415,3 +415,16 @@ ALTER TABLE `faultline`.otel_logs
 	ADD INDEX IF NOT EXISTS idx_timestamp Timestamp TYPE minmax GRANULARITY 1,
 	ADD INDEX IF NOT EXISTS idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1;
 
+-- 29 telemetry tables remember 10000 insert tokens
+ALTER TABLE `faultline`.otel_logs MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_gauge MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_sum MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_histogram MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_exponential_histogram MODIFY SETTING non_replicated_deduplication_window = 10000;
+
+ALTER TABLE `faultline`.otel_metrics_summary MODIFY SETTING non_replicated_deduplication_window = 10000;
+
