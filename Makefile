@@ -22,6 +22,24 @@ OTELCOL_MANIFEST := testdata/collector/builder.yaml
 OTELCOL_BUILDER := $(BIN)/builder
 OTELCOL := $(BIN)/otelcol
 
+# Deployment checks: kubeconform validates the Kubernetes manifests and the
+# Helm chart's output against schemas of one Kubernetes release, which
+# cmd/faultline-kubeschema writes from the OpenAPI document in the
+# k8s.io/kubernetes module (kubeconform's own download reaches GitHub), with
+# the ServiceMonitor's from the prometheus-operator module's CRD.
+KUBECONFORM_VERSION ?= v0.8.0
+KUBECONFORM := $(BIN)/kubeconform
+HELM_VERSION ?= v4.3.1
+HELM := $(BIN)/helm
+KUBERNETES_VERSION ?= 1.34.4
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+KUBE_SCHEMA := $(CURDIR)/.cache/kubernetes-json-schema
+KUBE_SCHEMA_DONE := $(KUBE_SCHEMA)/v$(KUBERNETES_VERSION)-standalone-strict/servicemonitor-monitoring-v1.json
+export FAULTLINE_KUBECONFORM_BIN := $(CURDIR)/$(KUBECONFORM)
+export FAULTLINE_HELM_BIN := $(CURDIR)/$(HELM)
+export FAULTLINE_KUBE_SCHEMA := $(KUBE_SCHEMA)
+export FAULTLINE_KUBERNETES_VERSION := $(KUBERNETES_VERSION)
+
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 export FAULTLINE_OTELCOL_BIN := $(CURDIR)/$(OTELCOL)
@@ -32,7 +50,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium
+.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium kubetools
 
 all: build
 
@@ -89,6 +107,27 @@ $(OTELCOL): $(OTELCOL_MANIFEST) | $(OTELCOL_BUILDER)
 
 otelcol: $(OTELCOL)
 
+$(KUBECONFORM):
+	@mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+
+$(HELM):
+	@mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+# The modules are fetched through the Go module proxy outside this module
+# (go mod download in a temporary directory), so go.mod stays as it is.
+$(KUBE_SCHEMA_DONE): cmd/faultline-kubeschema/main.go
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	  k8s=$$(cd $$tmp && GOFLAGS= $(GO) mod download -json k8s.io/kubernetes@v$(KUBERNETES_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	  po=$$(cd $$tmp && GOFLAGS= $(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	  test -n "$$k8s" -a -n "$$po" || { echo "make: could not fetch k8s.io/kubernetes@v$(KUBERNETES_VERSION) or prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) from the Go module proxy"; exit 1; } && \
+	  $(GO) run ./cmd/faultline-kubeschema -version $(KUBERNETES_VERSION) -out $(KUBE_SCHEMA) \
+	    -spec $$k8s/api/openapi-spec/swagger.json \
+	    -crd $$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
+
+kubetools: $(KUBECONFORM) $(HELM) $(KUBE_SCHEMA_DONE)
+
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "make: $(CHROMIUM) is missing and there is no apt-get to install Debian's chromium;"; \
 	  echo "      install Chromium and run make test CHROMIUM=/path/to/chromium"; exit 1; }
@@ -104,7 +143,7 @@ chromium: $(CHROMIUM)
 run: build
 	$(BIN)/faultline run
 
-test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM)
+test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM) kubetools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...
