@@ -23,34 +23,53 @@ const imageRepo = "ghcr.io/faultline-dev/faultline"
 type k8sObject struct {
 	Kind     string `json:"kind"`
 	Metadata struct {
-		Name string `json:"name"`
+		Name        string            `json:"name"`
+		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
 	Data map[string]string `json:"data"`
 	Spec struct {
+		Replicas *int `json:"replicas"`
 		Template struct {
 			Spec podSpec `json:"spec"`
 		} `json:"template"`
+		Ports []struct { // of a Service
+			Name string `json:"name"`
+			Port int    `json:"port"`
+		} `json:"ports"`
 	} `json:"spec"`
 }
 
 type podSpec struct {
-	Containers []container `json:"containers"`
-	Volumes    []volume    `json:"volumes"`
+	Containers      []container `json:"containers"`
+	Volumes         []volume    `json:"volumes"`
+	SecurityContext struct {
+		RunAsNonRoot *bool `json:"runAsNonRoot"`
+	} `json:"securityContext"`
 }
 
 type volume struct {
 	Name   string `json:"name"`
 	Secret *struct {
-		SecretName string `json:"secretName"`
-		Items      []struct {
-			Key  string `json:"key"`
-			Path string `json:"path"`
-		} `json:"items"`
+		SecretName string       `json:"secretName"`
+		Items      []secretItem `json:"items"`
 	} `json:"secret"`
 }
 
+type secretItem struct {
+	Key  string `json:"key"`
+	Path string `json:"path"`
+}
+
 type containerPort struct {
-	ContainerPort int `json:"containerPort"`
+	Name          string `json:"name"`
+	ContainerPort int    `json:"containerPort"`
+}
+
+type probe struct {
+	HTTPGet *struct {
+		Path string `json:"path"`
+		Port any    `json:"port"`
+	} `json:"httpGet"`
 }
 
 type container struct {
@@ -70,7 +89,13 @@ type container struct {
 		Value     string `json:"value"`
 		ValueFrom any    `json:"valueFrom"`
 	} `json:"env"`
-	Ports        []containerPort `json:"ports"`
+	Ports           []containerPort `json:"ports"`
+	ReadinessProbe  *probe          `json:"readinessProbe"`
+	LivenessProbe   *probe          `json:"livenessProbe"`
+	SecurityContext struct {
+		ReadOnlyRootFilesystem   *bool `json:"readOnlyRootFilesystem"`
+		AllowPrivilegeEscalation *bool `json:"allowPrivilegeEscalation"`
+	} `json:"securityContext"`
 	VolumeMounts []struct {
 		Name      string `json:"name"`
 		MountPath string `json:"mountPath"`
@@ -113,51 +138,15 @@ func TestManifest(t *testing.T) {
 	for _, o := range pods {
 		for _, c := range o.Spec.Template.Spec.Containers {
 			name := o.Kind + " " + o.Metadata.Name
-			if len(c.Args) == 0 {
-				t.Errorf("%s: no command: the image has no default", name)
-				continue
-			}
-			r, ok := roles[c.Args[0]]
-			if !ok || r.local {
-				t.Errorf("%s: %q is not a role that joins a deployment", name, c.Args[0])
-				continue
-			}
-			seen[r.name] = true
 			if image == "" {
 				image = c.Image
 			}
 			if c.Image != image {
 				t.Errorf("%s: image %s, others run %s", name, c.Image, image)
 			}
-			t.Run(o.Metadata.Name, func(t *testing.T) {
-				env := podEnv(t, &o.Spec.Template.Spec, c, configMaps, secrets)
-				clearEnv(t)
-				for k, v := range env {
-					t.Setenv(k, v)
-				}
-				cfg, err := loadConfig(r)
-				if err != nil {
-					t.Fatalf("faultline %s would stop at start: %v", r.name, err)
-				}
-				if !r.needNATS {
-					return
-				}
-				listeners := map[string]string{"FAULTLINE_ADMIN_LISTEN": cfg.AdminListen}
-				if r.gateway {
-					listeners["FAULTLINE_GATEWAY_LISTEN"] = cfg.Gateway.Listen
-					listeners["FAULTLINE_GATEWAY_GRPC_LISTEN"] = cfg.Gateway.GRPCListen
-				}
-				for v, addr := range listeners {
-					host, port, _ := net.SplitHostPort(addr)
-					if host != "" && host != "0.0.0.0" && host != "::" {
-						t.Errorf("%s=%s: binds %s only, unreachable from outside the pod", v, addr, host)
-					}
-					n, _ := strconv.Atoi(port)
-					if !slices.Contains(c.Ports, containerPort{n}) {
-						t.Errorf("%s=%s: port %s is not a containerPort", v, addr, port)
-					}
-				}
-			})
+			if r, ok := checkContainer(t, o, c, configMaps, secrets); ok {
+				seen[r] = true
+			}
 		}
 	}
 	for _, r := range []string{"gateway", "worker", "correlator", "migrate"} {
@@ -169,6 +158,62 @@ func TestManifest(t *testing.T) {
 	if repo != imageRepo || tag == "" || tag == "latest" {
 		t.Errorf("image %q: want %s at a pinned release tag", image, imageRepo)
 	}
+}
+
+// checkContainer does what container c of pod object o does first: it
+// reads the environment Kubernetes would give it and validates its role's
+// settings as faultline check does. It checks that its listeners bind
+// every interface on a declared port, and reports the role.
+func checkContainer(t *testing.T, o k8sObject, c container, configMaps, secrets map[string]map[string]string) (string, bool) {
+	t.Helper()
+	name := o.Kind + " " + o.Metadata.Name
+	if len(c.Args) == 0 {
+		t.Errorf("%s: no command: the image's default is faultline run, not a role of a deployment", name)
+		return "", false
+	}
+	r, ok := roles[c.Args[0]]
+	if !ok || r.local {
+		t.Errorf("%s: %q is not a role that joins a deployment", name, c.Args[0])
+		return "", false
+	}
+	t.Run(o.Metadata.Name, func(t *testing.T) {
+		env := podEnv(t, &o.Spec.Template.Spec, c, configMaps, secrets)
+		clearEnv(t)
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		var out strings.Builder
+		if err := run([]string{"check", r.name}, &out); err != nil {
+			t.Fatalf("faultline %s would stop at start: %v", r.name, err)
+		}
+		cfg, err := loadConfig(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.needNATS {
+			return
+		}
+		listeners := map[string]string{"FAULTLINE_ADMIN_LISTEN": cfg.AdminListen}
+		if r.gateway {
+			listeners["FAULTLINE_GATEWAY_LISTEN"] = cfg.Gateway.Listen
+			listeners["FAULTLINE_GATEWAY_GRPC_LISTEN"] = cfg.Gateway.GRPCListen
+		}
+		// A web UI on loopback is a choice: kubectl port-forward reaches it.
+		if host, _, _ := net.SplitHostPort(cfg.UI.Listen); r.ui && cfg.UI.Listen != "" && host != "127.0.0.1" {
+			listeners["FAULTLINE_UI_LISTEN"] = cfg.UI.Listen
+		}
+		for v, addr := range listeners {
+			host, port, _ := net.SplitHostPort(addr)
+			if host != "" && host != "0.0.0.0" && host != "::" {
+				t.Errorf("%s=%s: binds %s only, unreachable from outside the pod", v, addr, host)
+			}
+			n, _ := strconv.Atoi(port)
+			if !slices.ContainsFunc(c.Ports, func(p containerPort) bool { return p.ContainerPort == n }) {
+				t.Errorf("%s=%s: port %s is not a containerPort", v, addr, port)
+			}
+		}
+	})
+	return r.name, true
 }
 
 // headerSecrets reads the Secrets the manifest's header tells operators to
@@ -263,7 +308,13 @@ func podEnv(t *testing.T, spec *podSpec, c container, configMaps, secrets map[st
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for _, it := range v.Secret.Items {
+		items := v.Secret.Items
+		if len(items) == 0 { // the whole Secret, a file per key
+			for k := range data {
+				items = append(items, secretItem{Key: k, Path: k})
+			}
+		}
+		for _, it := range items {
 			val, ok := data[it.Key]
 			if !ok {
 				t.Fatalf("volume %s: Secret %s has no key %q", v.Name, v.Secret.SecretName, it.Key)
