@@ -173,8 +173,20 @@ func settings() ([]setting, error) {
 func cmdConfig(_ context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
 	md := fs.Bool("markdown", false, "print docs/settings.md: the settings as Markdown tables, grouped by the roles that use them")
+	perms := fs.Bool("nats-permissions", false, "print the NATS users of the gateway, worker and correlator, each with exactly the permissions its role needs with the current settings, as nats-server configuration")
 	if help, err := noArgs(fs, args, out); help || err != nil {
 		return err
+	}
+	if *perms {
+		// Only names matter here: no role's validation applies.
+		var cfg Config
+		if err := envconfig.Process(envPrefix, &cfg); err != nil {
+			return fmt.Errorf("settings: %w", err)
+		}
+		fmt.Fprintln(out, "# The users faultline's roles connect as (FAULTLINE_NATS_USER and FAULTLINE_NATS_PASSWORD),\n"+
+			"# each with exactly the permissions its role needs: include this in nats-server's\n"+
+			"# configuration, with the passwords in its environment.")
+		return natsAuthorization(out, natsPermissions(&cfg), natsPasswordVar)
 	}
 	ss, err := settings()
 	if err != nil {

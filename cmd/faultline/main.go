@@ -95,9 +95,10 @@ func commands() []command {
 				"to or starting anything. Roles: " + strings.Join(checkRoles, ", ") + ".\n" +
 				"Exits 0 when the settings are valid, 1 with a message naming the setting when not.",
 			run: cmdCheck},
-		{name: "config", synopsis: " [--markdown]", summary: "list every setting with its environment variable and default",
+		{name: "config", synopsis: " [--markdown | --nats-permissions]", summary: "list every setting with its environment variable and default",
 			about: "Lists every setting: variable, type, default and description. --markdown prints\n" +
-				"docs/settings.md instead.",
+				"docs/settings.md instead; --nats-permissions, the NATS users of the roles with the\n" +
+				"permissions each needs, as nats-server configuration.",
 			run: cmdConfig},
 		{name: "version", summary: "print the version", about: "Prints the version.", run: cmdVersion},
 		{name: "help", synopsis: " [COMMAND]", summary: "print this list, or a command's usage", about: "Prints the list of commands, or the usage of one.", run: cmdHelp},
