@@ -144,6 +144,7 @@ func checkChart(t *testing.T, r rendered, name string) {
 			if !ok {
 				continue
 			}
+			checkNATSUser(t, name, role, podEnv(t, &spec, c, r.configMaps, r.secrets))
 			n := 1
 			if o.Spec.Replicas != nil {
 				n = *o.Spec.Replicas
@@ -218,5 +219,28 @@ func TestHelmChartRefuses(t *testing.T) {
 				t.Fatalf("helm template %v: err %v, want a failure naming %s:\n%s", tc.set, err, tc.want, out)
 			}
 		})
+	}
+}
+
+// checkNATSUser checks that each role connects to NATS as the values file
+// says: a user of its own per role, or a credentials file of its own.
+func checkNATSUser(t *testing.T, values, role string, env map[string]string) {
+	t.Helper()
+	if role == "migrate" {
+		return
+	}
+	switch values {
+	case "role-users-values.yaml":
+		if env["FAULTLINE_NATS_USER"] != role || env["FAULTLINE_NATS_PASSWORD"] != role+"-secret" {
+			t.Errorf("%s connects as %q/%q, want its own user", role, env["FAULTLINE_NATS_USER"], env["FAULTLINE_NATS_PASSWORD"])
+		}
+	case "existing-secret-values.yaml":
+		want := "/etc/faultline/secret/nats.creds"
+		if role == "correlator" {
+			want = "/etc/faultline/role/nats.creds"
+		}
+		if !strings.HasSuffix(env["FAULTLINE_NATS_CREDS"], want) || env["FAULTLINE_NATS_USER"] != "" {
+			t.Errorf("%s connects with %q (user %q), want the credentials file %s", role, env["FAULTLINE_NATS_CREDS"], env["FAULTLINE_NATS_USER"], want)
+		}
 	}
 }

@@ -84,12 +84,34 @@ interface: a pod's loopback is unreachable from outside it.
 {{- end -}}
 {{- end -}}
 
+{{/* A role's own Secret's data (secret.roles.<role>). */}}
+{{- define "faultline.roleSecretData" -}}
+{{- $r := .r -}}
+{{- $d := dict -}}
+{{- if $r.natsPassword }}{{ $_ := set $d "FAULTLINE_NATS_PASSWORD" $r.natsPassword }}{{ end -}}
+{{- if $r.natsCreds }}{{ $_ := set $d "nats.creds" $r.natsCreds }}{{ end -}}
+{{- range $k, $v := $d }}
+{{ $k }}: {{ $v | b64enc | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of a role's own Secret, or "" when it has none. */}}
+{{- define "faultline.roleSecretName" -}}
+{{- $ := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- if hasKey $.Values.secret.existingRoleSecrets $role -}}
+{{ index $.Values.secret.existingRoleSecrets $role }}
+{{- else if hasKey $.Values.secret.roles $role -}}
+{{ include "faultline.fullname" $ }}-{{ $role }}
+{{- end -}}
+{{- end -}}
+
 {{/* Mistakes that would stop every pod at start, refused at render time. */}}
 {{- define "faultline.validate" -}}
 {{- if not .Values.nats.url }}{{ fail "nats.url: faultline joins an existing NATS JetStream; set its URL" }}{{ end -}}
 {{- if not .Values.clickhouse.addr }}{{ fail "clickhouse.addr: set the ClickHouse address (host:9000)" }}{{ end -}}
 {{- if not .Values.secret.existingSecret -}}
-{{- if and .Values.nats.creds (not .Values.secret.natsCreds) }}{{ fail "nats.creds is true: set secret.natsCreds (the credentials file) or secret.existingSecret" }}{{ end -}}
+{{- if and .Values.nats.creds (not .Values.secret.natsCreds) (not .Values.secret.roles) (not .Values.secret.existingRoleSecrets) }}{{ fail "nats.creds is true: set secret.natsCreds (the credentials file) or secret.existingSecret" }}{{ end -}}
 {{- if and .Values.nats.tlsCA (not .Values.secret.natsCA) }}{{ fail "nats.tlsCA is true: set secret.natsCA or secret.existingSecret" }}{{ end -}}
 {{- if and .Values.clickhouse.tlsCA (not .Values.secret.clickhouseCA) }}{{ fail "clickhouse.tlsCA is true: set secret.clickhouseCA or secret.existingSecret" }}{{ end -}}
 {{- if and .Values.webhook.url (not .Values.secret.webhookSecret) }}{{ fail "webhook.url is set: set secret.webhookSecret too (alerts are signed with it)" }}{{ end -}}
@@ -135,7 +157,18 @@ spec:
       envFrom:
         - configMapRef: {name: {{ .config }}}
         - secretRef: {name: {{ .secret }}}
-      {{- with .values.env }}
+        {{- with .roleSecret }}
+        - secretRef: {name: {{ . }}}
+        {{- end }}
+      {{- $env := deepCopy (.values.env | default dict) -}}
+      {{- with index $.Values.nats.users .role }}{{ $_ := set $env "FAULTLINE_NATS_USER" . }}{{ end -}}
+      {{- if and .roleSecret $.Values.nats.creds -}}
+      {{- /* The role's own credentials file, and no shared user. */ -}}
+      {{- $_ := set $env "FAULTLINE_NATS_CREDS" "/etc/faultline/role/nats.creds" -}}
+      {{- $_ := set $env "FAULTLINE_NATS_USER" "" -}}
+      {{- $_ := set $env "FAULTLINE_NATS_PASSWORD" "" -}}
+      {{- end }}
+      {{- with $env }}
       env:
         {{- range $k, $v := . }}
         - name: {{ $k }}
@@ -162,10 +195,17 @@ spec:
         {{- toYaml .values.resources | nindent 8 }}
       volumeMounts:
         - {name: secret, mountPath: {{ include "faultline.secretDir" $ }}, readOnly: true}
+        {{- if .roleSecret }}
+        - {name: role-secret, mountPath: /etc/faultline/role, readOnly: true}
+        {{- end }}
         - {name: tmp, mountPath: /tmp}
   volumes:
     - name: secret
       secret: {secretName: {{ .secret }}}
+    {{- with .roleSecret }}
+    - name: role-secret
+      secret: {secretName: {{ . }}}
+    {{- end }}
     - name: tmp
       emptyDir: {}
   {{- with $.Values.nodeSelector }}
