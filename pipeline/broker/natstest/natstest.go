@@ -58,6 +58,9 @@ func StartDir(t testing.TB, c broker.Config, dir string) *Server {
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
+	if c.TelemetryMaxBytes, err = broker.TelemetryMaxBytes(ctx, js, c, s.JetStreamConfig().MaxStore); err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
 	if err := broker.Provision(ctx, js, broker.Streams(c), nil); err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
