@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
@@ -121,56 +117,22 @@ func TestTelemetryMaxBytes(t *testing.T) {
 	}
 }
 
-// AccountServer runs a server whose account "app" may store maxStore bytes
-// in JetStream, and connects to it as that account.
-func accountServer(t *testing.T, maxStore string) (*server.Server, jetstream.JetStream) {
-	t.Helper()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nats.conf")
-	err := os.WriteFile(conf, []byte(`listen: "127.0.0.1:-1"
-jetstream: {store_dir: "`+filepath.Join(dir, "js")+`"}
-accounts: {
-  app: {jetstream: {max_file: `+maxStore+`, max_mem: 1MB}, users: [{user: app, password: app}]}
-}
-`), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("app", "app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	return srv, js
-}
-
 // TestTelemetryMaxBytesFromAccount: on a server whose account has a
 // JetStream storage limit, the default bound is half of it per replica,
 // and a stream left unbounded fails at the account's limit with the error
 // the gateway counts as account_full.
 func TestTelemetryMaxBytesFromAccount(t *testing.T) {
-	srv, js := accountServer(t, "4MB")
+	ns := natstest.StartLimited(t, "4MB")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := broker.DefaultConfig()
-	got, err := broker.TelemetryMaxBytes(ctx, js, c, srv.JetStreamConfig().MaxStore)
-	if err != nil || got != 2<<20 {
-		t.Fatalf("TelemetryMaxBytes = %d, %v; want half of the account's 4 MiB", got, err)
+	js, c := ns.JS, ns.Config
+	if c.TelemetryMaxBytes != 2<<20 {
+		t.Fatalf("telemetry bound %d, want half of the account's 4 MiB", c.TelemetryMaxBytes)
+	}
+	// The server's own storage, however large, does not raise it.
+	c.TelemetryMaxBytes = 0
+	if got, err := broker.TelemetryMaxBytes(ctx, js, c, ns.JetStreamConfig().MaxStore); err != nil || got != 2<<20 {
+		t.Fatalf("TelemetryMaxBytes = %d, %v; want 2 MiB", got, err)
 	}
 
 	c.TelemetryMaxBytes = -1
