@@ -617,7 +617,7 @@ func (w *Worker) housekeeping(ctx context.Context) {
 // Trimming of the telemetry stream: how often each worker looks, and how
 // full the stream must be before what was written is purged.
 const (
-	trimEvery = 5 * time.Second
+	trimEvery = 2 * time.Second
 	trimFill  = 0.9
 )
 
