@@ -76,6 +76,12 @@ func TestTelemetryStreamUpgradeToDiscardNew(t *testing.T) {
 		}
 		break
 	}
+	// A message larger than half the bound could never be stored: it is
+	// refused as too large, not as full.
+	_, err = js.Publish(ctx, c.LogsSubject, make([]byte, 200<<10))
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10054 {
+		t.Fatalf("publish of 200 KiB to a stream bounded to 256 KiB: %v, want error code 10054", err)
+	}
 	s, _ = js.Stream(ctx, c.TelemetryStream)
 	if first := s.CachedInfo().State.FirstSeq; first != 1 {
 		t.Fatalf("the full stream dropped old messages: first sequence %d", first)

@@ -40,6 +40,13 @@ func Streams(c Config) []jetstream.StreamConfig {
 	if maxBytes == 0 {
 		maxBytes = FallbackTelemetryMaxBytes
 	}
+	// A message larger than the stream could ever hold would be refused
+	// as "full" forever and retried forever; at most half the bound, it
+	// is refused as too large (413) instead, which no sender retries.
+	maxMsg := int32(8 << 20)
+	if maxBytes > 0 && maxBytes/2 < int64(maxMsg) {
+		maxMsg = int32(max(maxBytes/2, 1))
+	}
 	return []jetstream.StreamConfig{
 		{
 			Name:        c.TelemetryStream,
@@ -49,7 +56,7 @@ func Streams(c Config) []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			MaxAge:      c.TelemetryMaxAge,
 			MaxBytes:    maxBytes,
-			MaxMsgSize:  8 << 20,
+			MaxMsgSize:  maxMsg,
 			Duplicates:  c.DuplicateWindow,
 			Replicas:    c.Replicas,
 			Discard:     jetstream.DiscardNew,
