@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,19 +30,26 @@ import (
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
-// TestBackpressureClickHouseOutage runs faultline run with the telemetry
-// stream bounded to 1 MiB, stops ClickHouse, and sends logs over OTLP/HTTP
-// and OTLP/gRPC until the gateway refuses both (429 with Retry-After,
-// RESOURCE_EXHAUSTED with RetryInfo). It then starts ClickHouse again on
-// the same data and keeps resending every refused request, as a
-// Collector's sending queue does, until all are accepted: ClickHouse must
-// end up with every record exactly once, and the stream with every
+// TestBackpressure runs faultline run with the telemetry stream bounded to
+// 1 MiB. With ClickHouse up, more than the bound goes through (the workers
+// trim what they wrote). Then ClickHouse stops: two stock Collectors
+// (bin/otelcol, exporting over OTLP/HTTP and OTLP/gRPC with their sending
+// queues) and direct OTLP/HTTP and OTLP/gRPC requests fill the stream,
+// until the gateway refuses (429 with Retry-After, RESOURCE_EXHAUSTED with
+// RetryInfo) and the stream holds backlog only. ClickHouse starts again on
+// the same data; the Collectors retry on their own and the refused direct
+// requests are resent, as a Collector's queue would: every record must end
+// up in ClickHouse exactly once, and the stream must have stored each
 // accepted request once, none dropped.
-func TestBackpressureClickHouseOutage(t *testing.T) {
+func TestBackpressure(t *testing.T) {
 	if testing.Short() {
-		t.Skip("stops and restarts ClickHouse")
+		t.Skip("stops and restarts ClickHouse, runs Collector processes")
 	}
-	const perReq = 200
+	otelcol := os.Getenv("FAULTLINE_OTELCOL_BIN")
+	if otelcol == "" {
+		t.Fatal("FAULTLINE_OTELCOL_BIN is not set: run the tests with make test, which builds the Collector into bin/otelcol")
+	}
+	const perReq, colReqs = 200, 15 // a request is about 65 KB; per Collector about 1 MB
 	ctx, s, stop := startRun(t, map[string]string{
 		"FAULTLINE_NATS_TELEMETRY_MAX_BYTES":  "1048576",
 		"FAULTLINE_GATEWAY_RETRY_AFTER":       "1s",
@@ -106,7 +120,7 @@ func TestBackpressureClickHouseOutage(t *testing.T) {
 	// workers wrote is trimmed from the stream to make room. A request
 	// refused before the next trim is sent again, as a Collector would.
 	next := 0
-	for deadline := time.Now().Add(time.Minute); next < 30; next++ {
+	for deadline := time.Now().Add(time.Minute); next < 20; next++ {
 		for !send(next) {
 			if time.Now().After(deadline) {
 				t.Fatalf("request %d still refused with ClickHouse up", next)
@@ -116,10 +130,12 @@ func TestBackpressureClickHouseOutage(t *testing.T) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); metricValue(t, s, "faultline_worker_stream_trimmed_bytes_total") == 0; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("30 requests of 60 KiB went through a stream of 1 MiB and nothing was trimmed")
+			t.Fatal("20 requests of 65 KB went through a stream of 1 MiB and nothing was trimmed")
 		}
 	}
 	refusedHTTP, refusedGRPC = 0, 0
+	refusedBefore := metricValue(t, s, `faultline_gateway_refused_total{reason="stream_full"}`)
+
 	chDir := filepath.Join(s.cfg.DataDir, "clickhouse")
 	_, tcp, _ := net.SplitHostPort(s.chSrv.Addr)
 	_, httpPort, _ := net.SplitHostPort(s.chSrv.HTTPAddr)
@@ -127,13 +143,37 @@ func TestBackpressureClickHouseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Keep sending for a while after the first refusals, as Collectors
-	// do: the workers trim what they had written, and what fills the
-	// stream then is backlog only.
+	// Collectors take their data at once and hold it in their queues.
+	var cols []*outageCollector
+	for _, exp := range []struct{ name, endpoint, extra string }{
+		{"otlphttp", "http://" + s.gateway.Addr(), ""},
+		{"otlp", s.gateway.GRPCAddr(), "tls: {insecure: true}"},
+	} {
+		col := startOutageCollector(t, otelcol, exp.name, exp.endpoint, exp.extra)
+		cols = append(cols, col)
+		conn, err := grpc.NewClient(col.receiver, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		client := plogotlp.NewGRPCClient(conn)
+		for i := range colReqs {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := client.Export(sctx, plogotlp.NewExportRequestFromLogs(otlptest.Logs(exp.name+"-"+strconv.Itoa(i), perReq)))
+			cancel()
+			if err != nil {
+				col.fail(t, "sending to the Collector: %v", err)
+			}
+		}
+	}
+
+	// Direct requests meanwhile, for a while after the first refusals:
+	// the workers trim what they had written, and what fills the stream
+	// then is backlog only.
 	var refused []int
 	for outage := time.Now(); refusedHTTP == 0 || refusedGRPC == 0 || time.Since(outage) < 8*time.Second; next++ {
-		if next > 400 {
-			t.Fatalf("a stream bounded to 1 MiB took %d requests of %d records with ClickHouse down", next, perReq)
+		if time.Since(outage) > time.Minute {
+			t.Fatalf("after a minute of ClickHouse down, %d refused over HTTP and %d over gRPC", refusedHTTP, refusedGRPC)
 		}
 		if !send(next) {
 			refused = append(refused, next)
@@ -152,23 +192,37 @@ func TestBackpressureClickHouseOutage(t *testing.T) {
 	if state.FirstSeq <= floor || state.Bytes < 900<<10 {
 		t.Fatalf("with ClickHouse down the stream holds %d bytes from sequence %d, the workers acked up to %d: want it full of backlog only", state.Bytes, state.FirstSeq, floor)
 	}
-	t.Logf("ClickHouse down: %d requests sent in all, %d refused (%d over HTTP with 429, %d over gRPC with RESOURCE_EXHAUSTED)",
-		next, len(refused), refusedHTTP, refusedGRPC)
-	if n := metricValue(t, s, `faultline_gateway_refused_total{reason="stream_full"}`); n < float64(refusedHTTP+refusedGRPC) {
-		t.Fatalf("faultline_gateway_refused_total{reason=\"stream_full\"} = %v, want at least %d", n, refusedHTTP+refusedGRPC)
+	// The Collectors were refused too, with the throttling answers they
+	// retry (over gRPC only because RetryInfo comes with it).
+	for deadline := time.Now().Add(30 * time.Second); cols[0].retries() == 0 || cols[1].retries() == 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cols[0].fail(t, "the Collectors did not retry within 30s (%d, %d retries)\n--- gRPC Collector ---\n%s", cols[0].retries(), cols[1].retries(), cols[1].log.String())
+		}
 	}
+	if !strings.Contains(cols[0].log.String(), "429") {
+		cols[0].fail(t, "the HTTP Collector retried without a 429")
+	}
+	if !strings.Contains(cols[1].log.String(), "ResourceExhausted") {
+		cols[1].fail(t, "the gRPC Collector retried without a RESOURCE_EXHAUSTED")
+	}
+	refusedAll := metricValue(t, s, `faultline_gateway_refused_total{reason="stream_full"}`) - refusedBefore
+	if refusedAll < float64(refusedHTTP+refusedGRPC+2) {
+		t.Fatalf("faultline_gateway_refused_total{reason=\"stream_full\"} rose by %v, want at least %d", refusedAll, refusedHTTP+refusedGRPC+2)
+	}
+	t.Logf("ClickHouse down: gateway refused %v requests for a full stream, %d of them direct (%d HTTP, %d gRPC); the Collectors retried %d and %d times",
+		refusedAll, len(refused), refusedHTTP, refusedGRPC, cols[0].retries(), cols[1].retries())
 
 	tcpN, _ := strconv.Atoi(tcp)
 	httpN, _ := strconv.Atoi(httpPort)
-	bin, _ := chtest.Bin()
-	ch, err := chlocal.Start(ctx, chlocal.Options{Bin: bin, Dir: chDir, TCPPort: tcpN, HTTPPort: httpN})
+	chBin, _ := chtest.Bin()
+	ch, err := chlocal.Start(ctx, chlocal.Options{Bin: chBin, Dir: chDir, TCPPort: tcpN, HTTPPort: httpN})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ch.Stop() })
-	start := time.Now()
+	back := time.Now()
 	for len(refused) > 0 {
-		if time.Since(start) > 2*time.Minute {
+		if time.Since(back) > 2*time.Minute {
 			t.Fatalf("%d requests still refused 2 minutes after ClickHouse came back", len(refused))
 		}
 		time.Sleep(time.Second) // Retry-After
@@ -180,9 +234,8 @@ func TestBackpressureClickHouseOutage(t *testing.T) {
 		}
 		refused = still
 	}
-	t.Logf("every refused request accepted %s after ClickHouse came back", time.Since(start).Round(time.Millisecond))
 
-	want := uint64(next * perReq)
+	want := uint64((next + 2*colReqs) * perReq)
 	var total, uniq uint64
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		if err := s.ch.QueryRow(ctx, "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&total, &uniq); err != nil {
@@ -192,20 +245,52 @@ func TestBackpressureClickHouseOutage(t *testing.T) {
 			break
 		}
 	}
+	t.Logf("all %d records stored %s after ClickHouse came back", total, time.Since(back).Round(time.Millisecond))
+	for _, col := range cols {
+		col.stop(t)
+		if bad := col.problems(); bad != "" {
+			col.fail(t, "the Collector logged lost data:\n%s", bad)
+		}
+	}
 	if total != want || uniq != want {
 		t.Fatalf("otel_logs holds %d records (%d distinct), want %d once each", total, uniq, want)
 	}
+	// Each Collector export was one request too (no batching).
 	if st, err = s.js.Stream(ctx, s.cfg.NATS.TelemetryStream); err != nil {
 		t.Fatal(err)
 	}
-	if last := st.CachedInfo().State.LastSeq; last != uint64(next) {
-		t.Fatalf("the stream stored %d messages for %d distinct requests", last, next)
+	if last := st.CachedInfo().State.LastSeq; last != uint64(next+2*colReqs) {
+		t.Fatalf("the stream stored %d messages for %d distinct requests", last, next+2*colReqs)
 	}
 	if n := metricValue(t, s, "faultline_worker_stream_max_bytes"); n != 1<<20 {
 		t.Errorf("faultline_worker_stream_max_bytes = %v, want 1 MiB", n)
 	}
 	stop()
 }
+
+// outageCollectorConfig is a stock Collector in front of the gateway with
+// the defaults users run (a sending queue, retry on failure, no batching
+// that could merge requests beyond the stream's bound), retrying quickly
+// so the test waits little. max_elapsed_time 0: never give up.
+const outageCollectorConfig = `receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %s
+exporters:
+  %s:
+    endpoint: %s
+    %s
+    retry_on_failure: {enabled: true, initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0s}
+    sending_queue: {enabled: true, queue_size: 1000}
+service:
+  telemetry:
+    metrics: {level: none}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [%s]
+`
 
 // metricValue reads one sample from the admin endpoint's /metrics.
 func metricValue(t *testing.T, s *stack, name string) float64 {
@@ -222,4 +307,99 @@ func metricValue(t *testing.T, s *stack, name string) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
+}
+
+type outageCollector struct {
+	receiver string
+	cmd      *exec.Cmd
+	log      *lockedLog
+	done     chan error
+}
+
+func startOutageCollector(t *testing.T, bin, exporter, endpoint, extra string) *outageCollector {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	receiver := l.Addr().String()
+	l.Close()
+	cfg := filepath.Join(t.TempDir(), "otelcol.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(outageCollectorConfig, receiver, exporter, endpoint, extra, exporter)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &outageCollector{receiver: receiver, log: &lockedLog{}, done: make(chan error, 1)}
+	c.cmd = exec.Command(bin, "--config", cfg)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("starting the Collector %s: %v", bin, err)
+	}
+	go func() { c.done <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = c.cmd.Process.Kill()
+		err := <-c.done
+		c.done <- err
+	})
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if conn, err := net.DialTimeout("tcp", receiver, time.Second); err == nil {
+			conn.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			c.fail(t, "the Collector is not listening on %s after 15s", receiver)
+		}
+	}
+}
+
+// stop shuts the Collector down with SIGTERM, so it drains its queue.
+func (c *outageCollector) stop(t *testing.T) {
+	t.Helper()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-c.done:
+		c.done <- err
+	case <-time.After(15 * time.Second):
+		c.fail(t, "the Collector did not stop within 15s of SIGTERM")
+	}
+}
+
+// lostData matches what the Collector's exporter helper logs when it gives
+// data up.
+var lostData = regexp.MustCompile(`(?i)dropping data|rejecting data|permanent`)
+
+func (c *outageCollector) problems() string {
+	var bad []string
+	for _, line := range strings.Split(c.log.String(), "\n") {
+		if lostData.MatchString(line) {
+			bad = append(bad, line)
+		}
+	}
+	return strings.Join(bad, "\n")
+}
+
+func (c *outageCollector) retries() int {
+	return strings.Count(c.log.String(), "Will retry the request")
+}
+
+func (c *outageCollector) fail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	t.Fatalf("%s\n--- Collector log ---\n%s", fmt.Sprintf(format, args...), c.log.String())
+}
+
+// lockedLog collects a process's output.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
