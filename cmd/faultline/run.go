@@ -109,9 +109,21 @@ func (s *stack) upNATS(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	s.js = js
+	var serverMax int64
+	if s.natsSrv != nil {
+		if jc := s.natsSrv.JetStreamConfig(); jc != nil {
+			serverMax = jc.MaxStore
+		}
+	}
+	// Every role sizes the telemetry stream the same way, from the
+	// account's or the server's storage, so they agree on its bound.
+	if s.cfg.NATS.TelemetryMaxBytes, err = broker.TelemetryMaxBytes(ctx, js, s.cfg.NATS, serverMax); err != nil {
+		return err
+	}
 	if err := broker.Provision(ctx, js, broker.Streams(s.cfg.NATS), s.log); err != nil {
 		return err
 	}
+	s.log.Info("telemetry stream bound", "stream", s.cfg.NATS.TelemetryStream, "max_bytes", s.cfg.NATS.TelemetryMaxBytes)
 	s.admin.AddCheck("nats", func(context.Context) error {
 		if st := nc.Status(); st != nats.CONNECTED {
 			return fmt.Errorf("connection %s", st)

@@ -107,6 +107,8 @@ func TestConfigValidate(t *testing.T) {
 		{"replicas 0", func(c *broker.Config) { c.Replicas = 0 }, false},
 		{"wildcard subject", func(c *broker.Config) { c.LogsSubject = "otel.*" }, false},
 		{"dotted stream", func(c *broker.Config) { c.EventsStream = "a.b" }, false},
+		{"unbounded telemetry", func(c *broker.Config) { c.TelemetryMaxBytes = -1 }, true},
+		{"telemetry bound below -1", func(c *broker.Config) { c.TelemetryMaxBytes = -2 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := natstest.Config(t)

@@ -36,7 +36,7 @@ type Config struct {
 	LogsSubject       string        `envconfig:"LOGS_SUBJECT" default:"otel_logs" desc:"subject of OTLP logs (and subjects below it)"`
 	MetricsSubject    string        `envconfig:"METRICS_SUBJECT" default:"otel_metrics" desc:"subject of OTLP metrics (and subjects below it)"`
 	TelemetryMaxAge   time.Duration `envconfig:"TELEMETRY_MAX_AGE" default:"72h" desc:"how long OTLP payloads stay in the stream"`
-	TelemetryMaxBytes int64         `envconfig:"TELEMETRY_MAX_BYTES" default:"0" desc:"size limit of the telemetry stream; 0 is unlimited"`
+	TelemetryMaxBytes int64         `envconfig:"TELEMETRY_MAX_BYTES" default:"0" desc:"size bound of the telemetry stream in bytes (per replica), beyond which it refuses new messages; 0 is half of the JetStream storage of the account or server, -1 is unbounded"`
 	EventsStream      string        `envconfig:"EVENTS_STREAM" default:"EVENTS" desc:"stream of deploy and incident events"`
 	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"8760h" desc:"how long deploy and incident events stay in the stream"`
 	DuplicateWindow   time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"window in which a repeated Nats-Msg-Id is dropped"`
@@ -93,8 +93,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("FAULTLINE_NATS_%s: %q is not a literal subject", name, s)
 		}
 	}
-	if c.TelemetryMaxAge < 0 || c.EventsMaxAge < 0 || c.DeadLetterMaxAge < 0 || c.TelemetryMaxBytes < 0 {
-		return fmt.Errorf("FAULTLINE_NATS_*_MAX_*: limits cannot be negative")
+	if c.TelemetryMaxAge < 0 || c.EventsMaxAge < 0 || c.DeadLetterMaxAge < 0 {
+		return fmt.Errorf("FAULTLINE_NATS_*_MAX_AGE: limits cannot be negative")
+	}
+	if c.TelemetryMaxBytes < -1 {
+		return fmt.Errorf("FAULTLINE_NATS_TELEMETRY_MAX_BYTES: %d, want a size in bytes, 0 (half of the JetStream storage) or -1 (unbounded)", c.TelemetryMaxBytes)
 	}
 	if c.DuplicateWindow <= 0 {
 		return fmt.Errorf("FAULTLINE_NATS_DUPLICATE_WINDOW: must be positive")

@@ -22,11 +22,30 @@ const (
 )
 
 // Streams returns the definitions of every stream faultline uses. They are
-// the single place where stream settings are decided.
+// the single place where stream settings are decided. c.TelemetryMaxBytes
+// is the bound TelemetryMaxBytes decided (0, not yet decided, stands for
+// FallbackTelemetryMaxBytes).
+//
+// The telemetry stream refuses new messages when full (DiscardNew) instead
+// of dropping the oldest: its oldest messages may be a backlog not yet
+// written to ClickHouse, and a refused publish is retried by its sender
+// (the gateway answers 429, a Collector's NATS exporter gets the error),
+// while a dropped message is lost. TrimAcked keeps history already written
+// from filling it. The other streams carry little and have no byte bound:
+// bounding them would either drop events the correlator rebuilds its state
+// from (DiscardOld) or stop workers' commits (DiscardNew); they live in the
+// half of the storage the telemetry bound leaves.
 func Streams(c Config) []jetstream.StreamConfig {
 	maxBytes := c.TelemetryMaxBytes
 	if maxBytes == 0 {
-		maxBytes = -1
+		maxBytes = FallbackTelemetryMaxBytes
+	}
+	// A message larger than the stream could ever hold would be refused
+	// as "full" forever and retried forever; at most half the bound, it
+	// is refused as too large (413) instead, which no sender retries.
+	maxMsg := int32(8 << 20)
+	if maxBytes > 0 && maxBytes/2 < int64(maxMsg) {
+		maxMsg = int32(max(maxBytes/2, 1))
 	}
 	return []jetstream.StreamConfig{
 		{
@@ -37,10 +56,10 @@ func Streams(c Config) []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			MaxAge:      c.TelemetryMaxAge,
 			MaxBytes:    maxBytes,
-			MaxMsgSize:  8 << 20,
+			MaxMsgSize:  maxMsg,
 			Duplicates:  c.DuplicateWindow,
 			Replicas:    c.Replicas,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
 		},
 		{
 			Name:        c.EventsStream,

@@ -226,8 +226,8 @@ func contentType(r *http.Request) string {
 	return mt
 }
 
-// publish stores one message and waits for JetStream's ack. Failures that
-// may pass become 503 (or 429 when the stream refuses for its limits).
+// publish stores one message and waits for JetStream's ack. A failure
+// becomes the status refusal decides.
 func (g *Gateway) publish(ctx context.Context, subject, msgID, ctype string, data []byte) error {
 	m := nats.NewMsg(subject)
 	m.Data = data
@@ -243,17 +243,7 @@ func (g *Gateway) publish(ctx context.Context, subject, msgID, ctype string, dat
 	if err == nil {
 		return nil
 	}
-	g.log.Warn("publish failed", "subject", subject, "err", err)
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case 10054: // message size exceeds maximum allowed
-			return fail(http.StatusRequestEntityTooLarge, "message larger than the stream allows: %v", apiErr.Description)
-		case 10077, 10047, 10028: // max bytes / messages, insufficient resources
-			return &status{code: http.StatusTooManyRequests, msg: "stream is full: " + apiErr.Description}
-		}
-	}
-	return &status{code: http.StatusServiceUnavailable, msg: "JetStream did not persist the request: " + err.Error()}
+	return g.refusal(subject, err)
 }
 
 // msgID identifies a payload for JetStream's duplicate window. xxhash keeps
@@ -266,7 +256,7 @@ func msgID(subject string, data []byte) string {
 // writeError answers an OTLP endpoint with a google.rpc.Status in the
 // request's encoding and the event endpoints with {"error","field"}.
 func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, st *status) {
-	if st.code == http.StatusTooManyRequests || st.code == http.StatusServiceUnavailable {
+	if retryable(st.code) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(g.cfg.RetryAfter/time.Second)))
 	}
 	if isOTLP(r.URL.Path) && contentType(r) == ctProtobuf {

@@ -81,7 +81,7 @@ func (g *Gateway) grpcPublish(ctx context.Context, endpoint, subject string, b [
 			code = st.code
 		}
 		g.m.request(endpoint, code)
-		return grpcstatus.Error(grpcCode(code), err.Error())
+		return grpcError(code, err.Error(), g.cfg.RetryAfter)
 	}
 	g.m.bytes.Add(len(b))
 	g.m.request(endpoint, http.StatusOK)

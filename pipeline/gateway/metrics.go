@@ -14,6 +14,13 @@ type gwMetrics struct {
 	byCode         map[[2]string]*metrics.Counter
 }
 
+// refused counts a publish JetStream did not store, by reason (refuse.go):
+// the signal that the telemetry stream is full and senders are being held
+// back.
+func (m *gwMetrics) refused(reason string) {
+	metrics.GetOrCreateCounter(`faultline_gateway_refused_total{reason="` + reason + `"}`).Inc()
+}
+
 func newMetrics() *gwMetrics {
 	return &gwMetrics{
 		publishSeconds: metrics.GetOrCreatePrometheusHistogram("faultline_gateway_publish_seconds"),

@@ -175,9 +175,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	jobs := make(chan *job, 1) // one batch filling while one is written
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); w.flusher(work, jobs) }()
 	go func() { defer wg.Done(); w.housekeeping(ctx) }()
+	go func() { defer wg.Done(); w.trimmer(ctx) }()
 
 	w.batch(ctx, in, cc, jobs)
 	close(jobs)
@@ -608,6 +609,44 @@ func (w *Worker) housekeeping(ctx context.Context) {
 			w.m.pending.Set(float64(info.NumPending))
 			w.m.ackPending.Set(float64(info.NumAckPending))
 			w.ledger.collect(ictx, info.AckFloor.Stream)
+		}
+		cancel()
+	}
+}
+
+// Trimming of the telemetry stream: how often each worker looks, and how
+// full the stream must be before what was written is purged.
+const (
+	trimEvery = 2 * time.Second
+	trimFill  = 0.9
+)
+
+// trimmer keeps history already written from filling the bounded
+// telemetry stream (broker.TrimAcked), so that when the stream refuses
+// new messages, it is full of backlog, and reports the stream's size.
+// Every worker runs one; purging up to the same ack floor twice is
+// harmless.
+func (w *Worker) trimmer(ctx context.Context) {
+	t := time.NewTicker(trimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tctx, cancel := context.WithTimeout(ctx, trimEvery)
+		msgs, bytes, err := broker.TrimAcked(tctx, w.js, w.o.NATS.TelemetryStream, trimFill)
+		switch {
+		case err != nil:
+			w.log.Warn("trim telemetry stream", "err", err)
+		case msgs > 0:
+			w.m.trimmedBytes.Add(int(bytes))
+			w.log.Info("trimmed telemetry already written", "stream", w.o.NATS.TelemetryStream, "messages", msgs, "bytes", bytes)
+		}
+		if info, err := w.stream.Info(tctx); err == nil {
+			w.m.streamBytes.Set(float64(info.State.Bytes))
+			w.m.streamMaxBytes.Set(float64(info.Config.MaxBytes))
 		}
 		cancel()
 	}

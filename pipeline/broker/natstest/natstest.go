@@ -5,6 +5,8 @@ package natstest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -58,6 +60,9 @@ func StartDir(t testing.TB, c broker.Config, dir string) *Server {
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
+	if c.TelemetryMaxBytes, err = broker.TelemetryMaxBytes(ctx, js, c, s.JetStreamConfig().MaxStore); err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
 	if err := broker.Provision(ctx, js, broker.Streams(c), nil); err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
@@ -71,4 +76,57 @@ func (s *Server) Stop() {
 	s.NC.Close()
 	s.Shutdown()
 	s.WaitForShutdown()
+}
+
+// StartLimited runs a server whose clients' account may store at most
+// maxStore (a nats-server size: "4MB") in JetStream, as an operator limits
+// an account on a shared cluster, with faultline's streams provisioned
+// under the default sizing rule.
+func StartLimited(t testing.TB, maxStore string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	err := os.WriteFile(conf, []byte(`listen: "127.0.0.1:-1"
+jetstream: {store_dir: "`+filepath.Join(dir, "js")+`"}
+accounts: {
+  app: {jetstream: {max_file: `+maxStore+`, max_mem: 1MB}, users: [{user: app, password: app}]}
+}
+`), 0o600)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		t.Fatal("natstest: limited server not ready")
+	}
+	c := Config(t)
+	c.URL, c.User, c.Password = s.ClientURL(), "app", "app"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := broker.Connect(ctx, c, s.ClientURL(), "natstest", nil)
+	if err != nil {
+		s.Shutdown()
+		t.Fatalf("natstest: %v", err)
+	}
+	js, _ := jetstream.New(nc)
+	ts := &Server{Server: s, Config: c, Dir: dir, NC: nc, JS: js}
+	t.Cleanup(ts.Stop)
+	if c.TelemetryMaxBytes, err = broker.TelemetryMaxBytes(ctx, js, c, 0); err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	ts.Config = c
+	if err := broker.Provision(ctx, js, broker.Streams(c), nil); err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	return ts
 }
