@@ -24,11 +24,21 @@ func clusterDatabase(t *testing.T) clickhouse.Config {
 	})
 }
 
-// schemas runs f on a single-node database and on a cluster-mode one: the
-// writers, views and migrations must behave the same on both.
+// shardedDatabase migrates a fresh database in cluster mode on every node
+// of the local cluster of 2 shards x 2 replicas, without ON CLUSTER and
+// with plain MergeTree engines (see chtest.ShardedCluster).
+func shardedDatabase(t *testing.T) clickhouse.Config {
+	t.Helper()
+	return chtest.ShardedDatabase(t, clickhouse.WithoutCoordination)
+}
+
+// schemas runs f on a single-node database, on a cluster-mode one of one
+// shard and on one sharded over two shards of two replicas: the writers,
+// views and migrations must behave the same on all three.
 func schemas(t *testing.T, f func(*testing.T, clickhouse.Config)) {
 	t.Run("single", func(t *testing.T) { f(t, chtest.Database(t)) })
 	t.Run("cluster", func(t *testing.T) { f(t, clusterDatabase(t)) })
+	t.Run("sharded", func(t *testing.T) { f(t, shardedDatabase(t)) })
 }
 
 // TestClusterTables checks what cluster mode creates: each table as
