@@ -2,6 +2,7 @@ package clickhouse_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -255,5 +256,26 @@ func TestShardedReplicaKilled(t *testing.T) {
 	}
 	if n != batches*rows {
 		t.Errorf("the Distributed table reads %d rows, want %d", n, batches*rows)
+	}
+}
+
+// TestShardedOnClusterRefused pins the limit of the local engine that the
+// sharded tests work around, as docs/operations.md describes it: cluster
+// mode's own migration (ON CLUSTER, Replicated engines) is refused by
+// clickhouse-local before it reaches any coordination service. If a newer
+// engine accepts it, this test fails: move the sharded tests to the
+// replicated shape then.
+func TestShardedOnClusterRefused(t *testing.T) {
+	cl := chtest.ShardedCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := clickhouse.Config{
+		Addr: []string{cl.Nodes[0][0].Addr}, Database: "on_cluster_probe", User: "default",
+		Cluster: cl.Name, DialTimeout: 5 * time.Second, MaxConns: 1,
+	}
+	err := clickhouse.Migrate(ctx, cfg, nil)
+	var ex *chgo.Exception
+	if !errors.As(err, &ex) || ex.Code != 392 || !strings.Contains(ex.Message, "Replicated DDL queries are disabled") {
+		t.Fatalf("migrate ON CLUSTER on the local engine: %v; want code 392, Replicated DDL queries are disabled", err)
 	}
 }
