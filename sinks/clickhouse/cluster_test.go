@@ -213,6 +213,11 @@ func TestShardedReplicaKilled(t *testing.T) {
 			repeated++
 		}
 	}
+	// The restart is counted once the supervisor sees the new process
+	// answer, which may be a moment after the writes got through.
+	for deadline := time.Now().Add(time.Minute); victim.Restarts() == restartsBefore && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if victim.Restarts() == restartsBefore {
 		t.Fatal("the killed replica did not come back")
 	}

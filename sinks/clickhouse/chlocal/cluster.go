@@ -138,8 +138,10 @@ type ClusterOptions struct {
 	InternalReplication bool
 	ZooKeeper           []string
 	Output              io.Writer // every node's output; nil discards
-	Restart             bool      // bring a node back when it exits by itself
-	ReadyTimeout        time.Duration
+	// Restart brings a node back RestartDelay after it exits by itself.
+	Restart      bool
+	RestartDelay time.Duration
+	ReadyTimeout time.Duration
 }
 
 // Cluster is a running set of local servers that share one topology.
@@ -196,7 +198,8 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 				srv, err := Start(ctx, Options{
 					Bin: o.Bin, Dir: filepath.Join(o.Dir, n.top.Replica),
 					TCPPort: n.tcp, HTTPPort: n.http, Output: o.Output,
-					ReadyTimeout: o.ReadyTimeout, Restart: o.Restart, Topology: &n.top,
+					ReadyTimeout: o.ReadyTimeout, Restart: o.Restart, RestartDelay: o.RestartDelay,
+					Topology: &n.top,
 				})
 				mu.Lock()
 				defer mu.Unlock()

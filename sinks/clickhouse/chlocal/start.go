@@ -28,8 +28,10 @@ type Options struct {
 	// a cold start maps the 560 MB library and loads existing tables.
 	ReadyTimeout time.Duration
 	// Restart brings the server back (same ports, same data) when it exits
-	// by itself, as a service manager would.
-	Restart bool
+	// by itself, as a service manager would, after RestartDelay (default
+	// 500ms).
+	Restart      bool
+	RestartDelay time.Duration
 	// Cluster, when set, defines a cluster of that name in remote_servers:
 	// one shard whose one replica is this server. Distributed tables over
 	// it then run on one machine. There is no Keeper, so ON CLUSTER DDL
@@ -68,6 +70,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.Output == nil {
 		o.Output = io.Discard
+	}
+	if o.RestartDelay <= 0 {
+		o.RestartDelay = 500 * time.Millisecond
 	}
 	if _, err := os.Stat(o.Bin); err != nil {
 		return nil, fmt.Errorf("local clickhouse launcher %q: %w (build it with make bin/faultline-clickhouse)", o.Bin, err)
@@ -173,7 +178,7 @@ func (s *Server) supervise() {
 			return
 		}
 		fmt.Fprintf(s.o.Output, "local clickhouse exited unexpectedly (%v); restarting on %s. Its last output:\n%s\n", err, s.Addr, s.tail.String())
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(s.o.RestartDelay)
 		if err := s.launch(); err != nil {
 			fmt.Fprintf(s.o.Output, "local clickhouse: restart failed: %v\n", err)
 			close(s.done)

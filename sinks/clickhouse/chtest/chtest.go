@@ -182,8 +182,9 @@ func Conn(t testing.TB, cfg clickhouse.Config) driver.Conn {
 // replicas, starting it on first use. Its tables are plain MergeTree (the
 // engine cannot run Replicated ones), so the Distributed tables write
 // every replica of a shard themselves (internal_replication false). Each
-// server comes back after a crash, as under a service manager. Tests that
-// use it are skipped under -short: four servers take a while to start.
+// server comes back 2s after a crash, as under a service manager: long
+// enough for a test to see the outage. Tests that use it are skipped
+// under -short: four servers take a while to start.
 func ShardedCluster(t testing.TB) *chlocal.Cluster {
 	t.Helper()
 	if testing.Short() {
@@ -206,7 +207,7 @@ func ShardedCluster(t testing.TB) *chlocal.Cluster {
 	defer cancel()
 	c, err := chlocal.StartCluster(ctx, chlocal.ClusterOptions{
 		Bin: bin, Dir: dir, Name: Sharded, Shards: 2, Replicas: 2,
-		Output: os.Stderr, Restart: true,
+		Output: os.Stderr, Restart: true, RestartDelay: 2 * time.Second,
 	})
 	if err != nil {
 		os.RemoveAll(dir)
