@@ -12,7 +12,7 @@ import (
 // TestDoraViews pins the view definitions of docs/dora.md on a small,
 // hand-checked data set, including superseded row versions that only FINAL
 // collapses.
-func TestDoraViews(t *testing.T) { schemas(t, testDoraViews) }
+func TestDoraViews(t *testing.T) { everySchema(t, testDoraViews) }
 
 func testDoraViews(t *testing.T, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -13,7 +13,9 @@ import (
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
-func TestTelemetryWriteReadBackAndDedup(t *testing.T) { schemas(t, testTelemetryWriteReadBackAndDedup) }
+func TestTelemetryWriteReadBackAndDedup(t *testing.T) {
+	everySchema(t, testTelemetryWriteReadBackAndDedup)
+}
 
 func testTelemetryWriteReadBackAndDedup(t *testing.T, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

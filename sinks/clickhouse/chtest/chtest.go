@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"os"
@@ -257,12 +258,24 @@ func ShardedDatabase(t testing.TB, mod func(*clickhouse.Config)) clickhouse.Conf
 			conn.Close()
 		}
 	})
-	for _, a := range cfg.Addr {
+	// The nodes are independent until the tables are used, so they are
+	// migrated at once.
+	errs := make([]error, len(cfg.Addr))
+	var wg sync.WaitGroup
+	for i, a := range cfg.Addr {
 		node := cfg
 		node.Addr = []string{a}
-		if err := clickhouse.Migrate(ctx, node, nil); err != nil {
-			t.Fatalf("chtest: migrate %s on %s: %v", cfg.Database, a, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := clickhouse.Migrate(ctx, node, nil); err != nil {
+				errs[i] = fmt.Errorf("migrate %s on %s: %w", cfg.Database, a, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("chtest: %v", err)
 	}
 	return cfg
 }
