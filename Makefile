@@ -116,7 +116,7 @@ test-short: build
 # servers; make test runs them too, make test-short skips them).
 test-cluster: build
 	$(GO) test -race -count=1 -run '^TestSharded' ./sinks/clickhouse/
-	$(GO) test -race -count=1 -run '^(TestDoraViews|TestTelemetryWriteReadBackAndDedup)$$/^sharded$$' ./sinks/clickhouse/
+	$(GO) test -race -count=1 -run '^(TestTelemetryWriteReadBackAndDedup|TestDoraViews|TestUIQueries|TestGrafanaDashboards)$$/^sharded$$' ./sinks/clickhouse/
 
 bench: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN)
