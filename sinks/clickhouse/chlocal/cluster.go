@@ -168,7 +168,11 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		nodes[s] = make([]node, o.Replicas)
 		for r := range nodes[s] {
 			n := &nodes[s][r]
-			for _, p := range []*int{&n.tcp, &n.http, &n.interserver} {
+			ports := []*int{&n.tcp, &n.http}
+			if len(o.ZooKeeper) > 0 { // replication announces an interserver port
+				ports = append(ports, &n.interserver)
+			}
+			for _, p := range ports {
 				var err error
 				if *p, err = FreePort(); err != nil {
 					return nil, err
