@@ -50,7 +50,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium kubetools
+.PHONY: all build run test test-short test-cluster bench bench-live fmt vet clean deps chdb otelcol chromium kubetools
 
 all: build
 
@@ -150,6 +150,12 @@ test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM) kubetools
 
 test-short: build
 	$(GO) test -short -count=1 ./...
+
+# Only the ClickHouse tests on a local cluster of 2 shards x 2 replicas (four
+# servers; make test runs them too, make test-short skips them).
+test-cluster: build
+	$(GO) test -race -count=1 -run '^TestSharded' ./sinks/clickhouse/
+	$(GO) test -race -count=1 -run '^(TestTelemetryWriteReadBackAndDedup|TestDoraViews|TestUIQueries|TestGrafanaDashboards)$$/^sharded$$' ./sinks/clickhouse/
 
 bench: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN)

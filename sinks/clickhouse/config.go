@@ -63,7 +63,8 @@ type Config struct {
 
 	// noCoordination renders cluster mode's Distributed tables without ON
 	// CLUSTER and over plain MergeTree: the shape a server without Keeper
-	// can run, so tests execute the Distributed DDL on the local server.
+	// can run, so tests execute the Distributed DDL on local servers,
+	// migrating each node of a local cluster on its own.
 	noCoordination bool
 }
 

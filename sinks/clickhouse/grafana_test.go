@@ -14,6 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
@@ -48,9 +49,15 @@ func TestGrafanaDashboards(t *testing.T) {
 		t.Fatalf("dashboard provisioning: %+v", providers)
 	}
 
+	// On one server and across shards: a dashboard that joins tables must
+	// say GLOBAL, or a cluster refuses the query.
+	t.Run("single", func(t *testing.T) { testGrafanaDashboards(t, uid, chtest.Database(t)) })
+	t.Run("sharded", func(t *testing.T) { testGrafanaDashboards(t, uid, shardedDatabase(t)) })
+}
+
+func testGrafanaDashboards(t *testing.T, uid string, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg := chtest.Database(t)
 	conn := chtest.Conn(t, cfg)
 	uiFixture(t, ctx, conn)
 	vars := map[string]string{"database": cfg.Database, "environment": "production", "service": "checkout", "version": "v1.1.0"}

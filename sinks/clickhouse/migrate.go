@@ -182,8 +182,15 @@ func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger)
 			return fmt.Errorf("migrate: bootstrap: %w", err)
 		}
 	}
+	// Without coordination, DDL reaches only the node migrate talks to, so
+	// each node keeps its own history: a version applied on one node says
+	// nothing of another's tables.
+	history := migrationsTable
+	if c.Cluster != "" && c.noCoordination {
+		history += localSuffix
+	}
 	applied := map[int]bool{}
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT Version FROM `%s`.%s", c.Database, migrationsTable))
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT Version FROM `%s`.%s", c.Database, history))
 	if err != nil {
 		return fmt.Errorf("migrate: read applied versions: %w", err)
 	}
@@ -208,7 +215,7 @@ func migrate(ctx context.Context, conn driver.Conn, c *Config, log *slog.Logger)
 				return fmt.Errorf("migrate: version %d (%s) statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
-		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO `%s`.%s (Version, Name) VALUES (?, ?)", c.Database, migrationsTable), uint32(m.Version), m.Name); err != nil {
+		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO `%s`.%s (Version, Name) VALUES (?, ?)", c.Database, history), uint32(m.Version), m.Name); err != nil {
 			return fmt.Errorf("migrate: record version %d: %w", m.Version, err)
 		}
 		if log != nil {

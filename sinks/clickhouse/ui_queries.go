@@ -111,6 +111,12 @@ func (q Query) Run(ctx context.Context, conn driver.Conn) (driver.Rows, error) {
 }
 
 // Reader runs the UI's queries on faultline's database.
+//
+// A join or IN over a subquery on another table is GLOBAL: on a cluster both
+// sides are Distributed tables, which ClickHouse refuses to nest
+// (distributed_product_mode 'deny', code 288). GLOBAL runs the subquery
+// once and sends its result to every shard, which is right whichever shard
+// each side's rows are on; on one server it changes nothing.
 type Reader struct {
 	conn driver.Conn
 	db   string // a validated identifier (Config.Validate)
@@ -288,7 +294,7 @@ func (r *Reader) SuspectsQuery(id string) Query {
 	return r.query(`
 SELECT s.Rank, s.DeployId, s.Service, s.Environment, s.Version, s.Score, s.Confidence, s.Reason, d.DeployedAt
 FROM db.incident_suspects AS s FINAL
-LEFT JOIN (SELECT DeployId, toNullable(DeployedAt) AS DeployedAt FROM db.deploys FINAL) AS d ON d.DeployId = s.DeployId
+GLOBAL LEFT JOIN (SELECT DeployId, toNullable(DeployedAt) AS DeployedAt FROM db.deploys FINAL) AS d ON d.DeployId = s.DeployId
 WHERE s.IncidentId = {id:String}
 ORDER BY s.Rank, s.DeployId`, stringParam("id", id))
 }
@@ -523,7 +529,7 @@ SELECT `+deployColumns+` FROM (
 	UNION ALL
 	SELECT * FROM (
 		SELECT *, 1 AS ord FROM db.deploys FINAL
-		WHERE (Service, Environment) IN (SELECT Service, Environment FROM this)
+		WHERE (Service, Environment) GLOBAL IN (SELECT Service, Environment FROM this)
 		  AND DeployedAt < (SELECT DeployedAt FROM this) AND Status = 'succeeded' AND DeployId != {id:String}
 		ORDER BY DeployedAt DESC LIMIT 1
 	)
@@ -573,8 +579,8 @@ func (r *Reader) DeployIncidentsQuery(id string) Query {
 SELECT i.IncidentId, i.Signal, i.StartedAt, i.ResolvedAt, ifNull(s.Rank, 0), ifNull(s.Score, 0), i.Confidence,
 	ifNull(s.Reason, ''), i.RestoredByDeployId = {id:String} AS Restored
 FROM db.incidents AS i FINAL
-LEFT JOIN (SELECT IncidentId, toNullable(Rank) AS Rank, toNullable(Score) AS Score, toNullable(Reason) AS Reason
-           FROM db.incident_suspects FINAL WHERE DeployId = {id:String}) AS s ON s.IncidentId = i.IncidentId
+GLOBAL LEFT JOIN (SELECT IncidentId, toNullable(Rank) AS Rank, toNullable(Score) AS Score, toNullable(Reason) AS Reason
+                  FROM db.incident_suspects FINAL WHERE DeployId = {id:String}) AS s ON s.IncidentId = i.IncidentId
 WHERE s.IncidentId != '' OR i.RestoredByDeployId = {id:String}
 ORDER BY i.StartedAt, i.IncidentId`, stringParam("id", id))
 }

@@ -68,7 +68,7 @@ func uiFixture(t *testing.T, ctx context.Context, conn driver.Conn) {
 // TestUIQueries reads the fixture through every UI query, on one server and
 // on a cluster's Distributed tables, and checks each query's literal form
 // gives the same rows as the bound one.
-func TestUIQueries(t *testing.T) { schemas(t, testUIQueries) }
+func TestUIQueries(t *testing.T) { everySchema(t, testUIQueries) }
 
 func testUIQueries(t *testing.T, cfg clickhouse.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

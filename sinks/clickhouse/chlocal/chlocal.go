@@ -10,7 +10,9 @@
 // links the 560 MB library. Start is the parent side: it spawns that binary
 // on free loopback ports and waits until the native port answers a query.
 // make run and the integration tests use Start; production deployments point
-// faultline at their own ClickHouse server instead.
+// faultline at their own ClickHouse server instead. StartCluster starts
+// several such servers as one cluster (shards x replicas), for the tests of
+// cluster mode's Distributed tables.
 //
 // To keep the server alive, the launcher's last query reads a named pipe in
 // the data directory. Reading a FIFO blocks without using CPU, and writing to

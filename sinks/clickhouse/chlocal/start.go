@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
@@ -29,13 +28,18 @@ type Options struct {
 	// a cold start maps the 560 MB library and loads existing tables.
 	ReadyTimeout time.Duration
 	// Restart brings the server back (same ports, same data) when it exits
-	// by itself, as a service manager would.
-	Restart bool
+	// by itself, as a service manager would, after RestartDelay (default
+	// 500ms).
+	Restart      bool
+	RestartDelay time.Duration
 	// Cluster, when set, defines a cluster of that name in remote_servers:
 	// one shard whose one replica is this server. Distributed tables over
 	// it then run on one machine. There is no Keeper, so ON CLUSTER DDL
 	// and Replicated engines still do not.
 	Cluster string
+	// Topology, when set (instead of Cluster), is the whole cluster this
+	// server is a node of; StartCluster fills it in for each node.
+	Topology *Topology
 }
 
 // Server is a running local ClickHouse.
@@ -66,6 +70,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.Output == nil {
 		o.Output = io.Discard
+	}
+	if o.RestartDelay <= 0 {
+		o.RestartDelay = 500 * time.Millisecond
 	}
 	if _, err := os.Stat(o.Bin); err != nil {
 		return nil, fmt.Errorf("local clickhouse launcher %q: %w (build it with make bin/faultline-clickhouse)", o.Bin, err)
@@ -105,8 +112,14 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcp))
 	s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.http))
-	if o.Cluster != "" {
-		if s.confDir, err = writeClusterConfig(o.Dir, o.Cluster, s.tcp); err != nil {
+	switch {
+	case o.Topology != nil:
+		if s.confDir, err = writeConfig(o.Dir, *o.Topology); err != nil {
+			return nil, err
+		}
+	case o.Cluster != "":
+		top := Topology{Name: o.Cluster, Shards: [][]string{{s.Addr}}, InternalReplication: true}
+		if s.confDir, err = writeConfig(o.Dir, top); err != nil {
 			return nil, err
 		}
 	}
@@ -165,7 +178,7 @@ func (s *Server) supervise() {
 			return
 		}
 		fmt.Fprintf(s.o.Output, "local clickhouse exited unexpectedly (%v); restarting on %s. Its last output:\n%s\n", err, s.Addr, s.tail.String())
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(s.o.RestartDelay)
 		if err := s.launch(); err != nil {
 			fmt.Fprintf(s.o.Output, "local clickhouse: restart failed: %v\n", err)
 			close(s.done)
@@ -257,38 +270,6 @@ func (s *Server) Kill() error {
 	cmd := s.cmd
 	s.mu.Unlock()
 	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-}
-
-var clusterNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// writeClusterConfig writes a config.xml defining the cluster name as this
-// server alone, in a directory of its own under the data directory, and
-// returns that directory. The launcher runs clickhouse-local, which reads
-// config.xml from its working directory when no --config-file is given,
-// so the launcher binary needs no flag for it.
-func writeClusterConfig(dataDir, name string, tcpPort int) (string, error) {
-	if !clusterNameRE.MatchString(name) {
-		return "", fmt.Errorf("local clickhouse: cluster name %q is not a plain identifier", name)
-	}
-	dir := filepath.Join(dataDir, "faultline-config")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("local clickhouse: config dir: %w", err)
-	}
-	conf := fmt.Sprintf(`<clickhouse>
-	<remote_servers>
-		<%[1]s>
-			<shard>
-				<internal_replication>true</internal_replication>
-				<replica><host>127.0.0.1</host><port>%[2]d</port></replica>
-			</shard>
-		</%[1]s>
-	</remote_servers>
-</clickhouse>
-`, name, tcpPort)
-	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(conf), 0o644); err != nil {
-		return "", fmt.Errorf("local clickhouse: write cluster config: %w", err)
-	}
-	return dir, nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
