@@ -1,0 +1,233 @@
+package correlator
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
+)
+
+// leaseRun is one process contending for a lease: its own NATS connection,
+// and the moments its lead function started and returned.
+type leaseRun struct {
+	nc     *nats.Conn
+	lease  *Lease
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+
+	mu             sync.Mutex
+	started, ended []time.Time
+	cause          error // of the last lead context's end
+}
+
+func (r *leaseRun) times() (started, ended []time.Time, cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.started...), append([]time.Time(nil), r.ended...), r.cause
+}
+
+// startLease connects to s and runs a lease called name with the given TTL
+// for id; its lead function acts until its context ends.
+func startLease(t *testing.T, s *natstest.Server, name, id string, ttl time.Duration) *leaseRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	nc, err := broker.Connect(ctx, s.Config, s.ClientURL(), id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLease(ctx, js, s.Config, LeaseConfig{TTL: ttl}, name, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &leaseRun{nc: nc, lease: l, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		r.done <- l.Run(ctx, func(lctx context.Context) error {
+			r.mu.Lock()
+			r.started = append(r.started, time.Now())
+			r.mu.Unlock()
+			<-lctx.Done()
+			r.mu.Lock()
+			r.ended = append(r.ended, time.Now())
+			r.cause = context.Cause(lctx)
+			r.mu.Unlock()
+			return nil
+		})
+	}()
+	t.Cleanup(func() { r.stop(t); nc.Close() })
+	return r
+}
+
+func (r *leaseRun) stop(t *testing.T) {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("lease run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("lease run did not stop")
+		}
+	})
+}
+
+// waitFor polls cond until it holds or within has passed.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Time {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+	}
+}
+
+func holder(t *testing.T, s *natstest.Server, name string) string {
+	t.Helper()
+	kv, err := s.JS.KeyValue(context.Background(), LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), name)
+	if err != nil {
+		return ""
+	}
+	return string(e.Value())
+}
+
+// TestLeaseOneLeader: of two contenders one leads, the other stands by; the
+// leader keeps the lease across several TTLs by renewing it; released on a
+// graceful stop, the standby takes it at its next attempt, well before
+// the TTL.
+func TestLeaseOneLeader(t *testing.T) {
+	s := natstest.Start(t)
+	const ttl = time.Second
+	a := startLease(t, s, "one", "a", ttl)
+	waitFor(t, 5*time.Second, "a leads", a.lease.Leading)
+	b := startLease(t, s, "one", "b", ttl)
+	waitFor(t, 5*time.Second, "b stands by", b.lease.Standby)
+
+	time.Sleep(3 * ttl) // renewed, not expired
+	if !a.lease.Leading() || b.lease.Leading() {
+		t.Fatalf("after 3 TTLs: a leading %v, b leading %v", a.lease.Leading(), b.lease.Leading())
+	}
+	if h := holder(t, s, "one"); h != "a" {
+		t.Fatalf("holder %q, want a", h)
+	}
+	if st, _, _ := b.times(); len(st) != 0 {
+		t.Fatal("the standby led")
+	}
+
+	released := time.Now()
+	a.stop(t)
+	took := waitFor(t, 5*time.Second, "b takes over", b.lease.Leading)
+	if d := took.Sub(released); d >= ttl {
+		t.Errorf("takeover after a release took %s, want less than the TTL %s", d, ttl)
+	}
+	if h := holder(t, s, "one"); h != "b" {
+		t.Fatalf("holder %q, want b", h)
+	}
+	_, ended, cause := a.times()
+	if len(ended) != 1 || !errors.Is(cause, context.Canceled) {
+		t.Fatalf("a's lead ended %d times, cause %v", len(ended), cause)
+	}
+}
+
+// TestLeaseHolderLosesNATS: a holder cut off from NATS stops acting before
+// its lease can expire on the server, and the standby takes over only
+// after that, within the TTL and one attempt.
+func TestLeaseHolderLosesNATS(t *testing.T) {
+	s := natstest.Start(t)
+	const ttl = 2 * time.Second
+	a := startLease(t, s, "cut", "a", ttl)
+	waitFor(t, 5*time.Second, "a leads", a.lease.Leading)
+	b := startLease(t, s, "cut", "b", ttl)
+	waitFor(t, 5*time.Second, "b stands by", b.lease.Standby)
+	fenced := a.lease.JetStream(s.JS)
+	if _, err := fenced.PublishMsg(context.Background(), &nats.Msg{Subject: broker.DeploysSubject, Data: []byte("{}")}); err != nil {
+		t.Fatalf("the leader's fenced publish: %v", err)
+	}
+
+	cut := time.Now()
+	a.nc.Close()
+	stopped := waitFor(t, 2*ttl, "a stops", func() bool { _, e, _ := a.times(); return len(e) == 1 })
+	took := waitFor(t, 3*ttl, "b takes over", b.lease.Leading)
+	_, _, cause := a.times()
+	if !errors.Is(cause, ErrNotLeader) {
+		t.Errorf("a's lead ended with %v, want ErrNotLeader", cause)
+	}
+	if a.lease.Leading() {
+		t.Error("a still says it leads")
+	}
+	if _, err := fenced.PublishMsg(context.Background(), &nats.Msg{Subject: broker.DeploysSubject, Data: []byte("{}")}); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("a fenced publish after the lease was lost: %v, want ErrNotLeader", err)
+	}
+	bStarted, _, _ := b.times()
+	if len(bStarted) != 1 || !bStarted[0].After(stopped) {
+		t.Fatalf("b started leading at %v, a stopped at %v", bStarted, stopped)
+	}
+	if d := stopped.Sub(cut); d > ttl {
+		t.Errorf("a stopped %s after losing NATS, want within the TTL %s", d, ttl)
+	}
+	if d := took.Sub(cut); d > ttl+time.Second {
+		t.Errorf("b took over %s after a lost NATS, want within the TTL %s and an attempt", d, ttl)
+	}
+	t.Logf("a stopped %s after losing NATS; b leads %s after it, %s after a stopped", stopped.Sub(cut).Round(time.Millisecond),
+		took.Sub(cut).Round(time.Millisecond), took.Sub(stopped).Round(time.Millisecond))
+}
+
+// TestLeaseTakenOver: a holder whose key was rewritten by another process
+// (an operator, or a holder that kept acting too long) sees it at its next
+// renewal and stops at once.
+func TestLeaseTakenOver(t *testing.T) {
+	s := natstest.Start(t)
+	const ttl = 3 * time.Second
+	a := startLease(t, s, "stolen", "a", ttl)
+	waitFor(t, 5*time.Second, "a leads", a.lease.Leading)
+	kv, err := s.JS.KeyValue(context.Background(), LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), "stolen", []byte("intruder")); err != nil {
+		t.Fatal(err)
+	}
+	stolen := time.Now()
+	stopped := waitFor(t, ttl, "a stops", func() bool { _, e, _ := a.times(); return len(e) == 1 })
+	if d := stopped.Sub(stolen); d > ttl/3+500*time.Millisecond {
+		t.Errorf("a stopped %s after its key was rewritten, want within a renewal (%s)", d, ttl/3)
+	}
+	if a.lease.Leading() {
+		t.Error("a still says it leads")
+	}
+	// It stands by, and leads again once the intruder's key expires.
+	waitFor(t, 3*ttl, "a leads again", a.lease.Leading)
+	if st, _, _ := a.times(); len(st) != 2 {
+		t.Fatalf("a led %d times, want 2", len(st))
+	}
+}
+
+func TestLeaseConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		ttl time.Duration
+		ok  bool
+	}{{10 * time.Second, true}, {time.Second, true}, {500 * time.Millisecond, false}, {0, false}} {
+		err := (&LeaseConfig{TTL: c.ttl}).Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("TTL %s: %v", c.ttl, err)
+		}
+	}
+}
