@@ -23,6 +23,8 @@ OTELCOL_BUILDER := $(BIN)/builder
 OTELCOL := $(BIN)/otelcol
 
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
+# Tests that run faultline as separate processes start this build of it.
+export FAULTLINE_BIN := $(CURDIR)/$(BIN)/faultline
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 export FAULTLINE_OTELCOL_BIN := $(CURDIR)/$(OTELCOL)
 
