@@ -27,6 +27,10 @@ type k8sObject struct {
 	} `json:"metadata"`
 	Data map[string]string `json:"data"`
 	Spec struct {
+		Replicas *int `json:"replicas"`
+		Strategy struct {
+			Type string `json:"type"`
+		} `json:"strategy"`
 		Template struct {
 			Spec podSpec `json:"spec"`
 		} `json:"template"`
@@ -123,6 +127,11 @@ func TestManifest(t *testing.T) {
 				continue
 			}
 			seen[r.name] = true
+			// One correlator leads while the other stands by, and a
+			// rolling update hands the lease over.
+			if r.name == "correlator" && (o.Spec.Replicas == nil || *o.Spec.Replicas < 2 || o.Spec.Strategy.Type == "Recreate") {
+				t.Errorf("%s: replicas %v, strategy %q: want two or more, rolling", name, o.Spec.Replicas, o.Spec.Strategy.Type)
+			}
 			if image == "" {
 				image = c.Image
 			}
