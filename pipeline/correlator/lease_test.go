@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -229,5 +230,78 @@ func TestLeaseConfigValidate(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("TTL %s: %v", c.ttl, err)
 		}
+	}
+}
+
+// TestLeasePermissions: the lease works for a NATS user with only the
+// correlator's permissions of deploy/README.md, and what it publishes is
+// within them (a violation fails the call or closes the connection).
+func TestLeasePermissions(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "correlator", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>", "faultline.incidents", "faultline.alerts.>", "faultline.dlq.>",
+				"$KV.faultline_alerts_sent.>", "$KV.faultline_leases.>", "$JS.ACK.ALERTS.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	violations := make(chan error, 8)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("correlator", "pw"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := NewLease(ctx, js, broker.DefaultConfig(), LeaseConfig{TTL: time.Second}, "correlator", "p", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(ctx, func(lctx context.Context) error {
+			time.Sleep(time.Second) // three renewals
+			close(renewed)
+			<-lctx.Done()
+			return nil
+		})
+	}()
+	select {
+	case <-renewed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease was not taken")
+	}
+	if !l.Leading() {
+		t.Fatal("lost the lease while renewing it")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-violations:
+		t.Fatalf("permissions: %v", err)
+	default:
+	}
+	kv, err := js.KeyValue(context.Background(), LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(context.Background(), "correlator"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("after the release: %v, want the key gone", err)
 	}
 }
