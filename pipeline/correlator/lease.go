@@ -135,16 +135,20 @@ func (l *Lease) Standby() bool {
 // when lead returns, again and again until ctx ends. lead's context ends
 // when ctx does or the lease is lost (its cause is then ErrNotLeader);
 // lead must stop acting at once and return. An error of lead's own, while
-// the lease was held, releases the lease and ends Run with it.
+// the lease was held, is logged and releases the lease, and this process
+// contends again only after a TTL, so another takes over meanwhile.
 func (l *Lease) Run(ctx context.Context, lead func(ctx context.Context) error) error {
 	defer l.setState(leaseStandby, 0, time.Time{})
 	for {
 		if err := l.acquire(ctx); err != nil {
 			return nil // ctx ended
 		}
-		err := l.hold(ctx, lead)
-		if err != nil {
-			return err
+		if err := l.hold(ctx, lead); err != nil {
+			l.log.Error("leader failed; released the lease, contending again after the TTL", "lease", l.key, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(l.ttl):
+			}
 		}
 		if ctx.Err() != nil {
 			return nil

@@ -305,3 +305,47 @@ func TestLeasePermissions(t *testing.T) {
 		t.Fatalf("after the release: %v, want the key gone", err)
 	}
 }
+
+// TestLeaseLeaderFails: a leader whose work fails releases the lease at
+// once, so the standby takes over rather than waiting for the TTL, and
+// contends again only a TTL later.
+func TestLeaseLeaderFails(t *testing.T) {
+	s := natstest.Start(t)
+	const ttl = 2 * time.Second
+	l, err := NewLease(context.Background(), s.JS, s.Config, LeaseConfig{TTL: ttl}, "fails", "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	failed := make(chan time.Time, 1)
+	go func() {
+		done <- l.Run(ctx, func(context.Context) error {
+			select {
+			case failed <- time.Now():
+				return errors.New("cannot open the alerts bucket")
+			default: // the second time: lead until stopped
+				<-ctx.Done()
+				return nil
+			}
+		})
+	}()
+	var at time.Time
+	select {
+	case at = <-failed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a never led")
+	}
+	b := startLease(t, s, "fails", "b", ttl)
+	took := waitFor(t, 5*time.Second, "b takes over", b.lease.Leading)
+	if d := took.Sub(at); d >= ttl {
+		t.Errorf("b took over %s after a failed, want less than the TTL %s", d, ttl)
+	}
+	if l.Leading() {
+		t.Error("a still says it leads")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
