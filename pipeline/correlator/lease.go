@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -90,11 +91,18 @@ func Identity() string {
 	return h + ":" + strconv.Itoa(os.Getpid())
 }
 
+var leaseName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
 // NewLease opens the lease called name (a key of LeaseBucket, created with
-// the TTL if missing) for the process called id.
+// the TTL if missing) for the process called id. The metrics
+// faultline_<name>_leader (1 while leading) and
+// faultline_<name>_lease_acquired_total follow it.
 func NewLease(ctx context.Context, js jetstream.JetStream, n broker.Config, c LeaseConfig, name, id string, log *slog.Logger) (*Lease, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if !leaseName.MatchString(name) {
+		return nil, fmt.Errorf("lease name %q: want lower-case letters, digits and _ (it names a key and metrics)", name)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "leases: which process may act", History: 1,
@@ -251,13 +259,26 @@ func (l *Lease) renewOnce(ctx context.Context) (time.Duration, error) {
 	sent := time.Now()
 	// A graceful shutdown still renews while the leader winds down.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(l.renew, left))
-	rev, err := l.kv.Update(rctx, l.key, []byte(l.id), rev)
+	next, err := l.kv.Update(rctx, l.key, []byte(l.id), rev)
 	cancel()
 	switch {
 	case err == nil:
-		l.setState(leaseLeading, rev, sent.Add(l.stop))
+		l.setState(leaseLeading, next, sent.Add(l.stop))
 		return l.renew, nil
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
+		// A renewal whose reply was lost may have been stored after all:
+		// the key then still names this process, at a later revision.
+		// Only this process writes its name, so it renews on that one,
+		// its deadline still counted from the last renewal it knows of.
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(time.Until(deadline), time.Millisecond))
+		e, gerr := l.kv.Get(gctx, l.key)
+		cancel()
+		if gerr == nil && string(e.Value()) == l.id && e.Revision() > rev && time.Until(deadline) > 0 {
+			l.mu.Lock()
+			l.rev = e.Revision()
+			l.mu.Unlock()
+			return time.Millisecond, nil
+		}
 		return 0, fmt.Errorf("taken over or expired: %w", err)
 	}
 	if time.Until(deadline) <= 0 {

@@ -221,6 +221,43 @@ func TestLeaseTakenOver(t *testing.T) {
 	}
 }
 
+// TestLeaseRenewalReplyLost: a renewal stored whose reply never came (as
+// if written by the holder itself) is not a takeover: the holder finds
+// its own name at the newer revision and keeps leading.
+func TestLeaseRenewalReplyLost(t *testing.T) {
+	s := natstest.Start(t)
+	const ttl = 3 * time.Second
+	a := startLease(t, s, "lost_reply", "a", ttl)
+	waitFor(t, 5*time.Second, "a leads", a.lease.Leading)
+	kv, err := s.JS.KeyValue(context.Background(), LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), "lost_reply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Update(context.Background(), "lost_reply", []byte("a"), e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * ttl)
+	if _, ended, _ := a.times(); len(ended) != 0 || !a.lease.Leading() {
+		t.Fatalf("a stopped leading (%d ends) over its own renewal", len(ended))
+	}
+	if e2, err := kv.Get(context.Background(), "lost_reply"); err != nil || e2.Revision() <= e.Revision()+1 {
+		t.Fatalf("a did not renew on the newer revision: %v, %v", e2, err)
+	}
+}
+
+func TestLeaseName(t *testing.T) {
+	s := natstest.Start(t)
+	for _, name := range []string{"", "lost-reply", "Correlator", "a.b", "1st"} {
+		if _, err := NewLease(context.Background(), s.JS, s.Config, LeaseConfig{TTL: time.Second}, name, "a", nil); err == nil {
+			t.Errorf("lease name %q accepted", name)
+		}
+	}
+}
+
 func TestLeaseConfigValidate(t *testing.T) {
 	for _, c := range []struct {
 		ttl time.Duration
