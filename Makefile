@@ -41,6 +41,8 @@ export FAULTLINE_KUBE_SCHEMA := $(KUBE_SCHEMA)
 export FAULTLINE_KUBERNETES_VERSION := $(KUBERNETES_VERSION)
 
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
+# Tests that run faultline as separate processes start this build of it.
+export FAULTLINE_BIN := $(CURDIR)/$(BIN)/faultline
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 export FAULTLINE_OTELCOL_BIN := $(CURDIR)/$(OTELCOL)
 

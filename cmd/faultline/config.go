@@ -37,13 +37,14 @@ type Config struct {
 	AdminToken      string        `envconfig:"ADMIN_TOKEN" desc:"bearer token required by /metrics and /debug/pprof"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"how long a graceful shutdown may take"`
 
-	NATS       broker.Config     `envconfig:"NATS"`
-	ClickHouse clickhouse.Config `envconfig:"CLICKHOUSE"`
-	Gateway    gateway.Config    `envconfig:"GATEWAY"`
-	Worker     worker.Config     `envconfig:"WORKER"`
-	Correlator correlator.Config `envconfig:"CORRELATOR"`
-	Webhook    webhook.Config    `envconfig:"WEBHOOK"`
-	UI         ui.Config         `envconfig:"UI"`
+	NATS       broker.Config          `envconfig:"NATS"`
+	ClickHouse clickhouse.Config      `envconfig:"CLICKHOUSE"`
+	Gateway    gateway.Config         `envconfig:"GATEWAY"`
+	Worker     worker.Config          `envconfig:"WORKER"`
+	Correlator correlator.Config      `envconfig:"CORRELATOR"`
+	Lease      correlator.LeaseConfig `envconfig:"CORRELATOR_LEASE"`
+	Webhook    webhook.Config         `envconfig:"WEBHOOK"`
+	UI         ui.Config              `envconfig:"UI"`
 }
 
 // loadConfig reads the settings and validates those role r uses.
@@ -93,6 +94,9 @@ func (c *Config) Validate(r role) error {
 	}
 	if r.correlator {
 		if err := c.Correlator.Validate(); err != nil {
+			return err
+		}
+		if err := c.Lease.Validate(); err != nil {
 			return err
 		}
 		// The correlator role delivers the alert webhooks.
@@ -205,14 +209,15 @@ func cmdConfig(_ context.Context, args []string, out io.Writer) error {
 // top-level settings), what the part is and which roles use it. A part
 // missing here still gets its table, titled by its tag.
 var settingGroups = map[string]struct{ title, usedBy string }{
-	"":           {"General", "Used by `run`, `gateway`, `worker` and `correlator` (`DATA_DIR` by `run` only: the other roles embed and start nothing); `migrate` reads `LOG_LEVEL`."},
-	"NATS":       {"NATS and streams", "Used by `run`, `gateway`, `worker` and `correlator`."},
-	"CLICKHOUSE": {"ClickHouse", "Used by `run`, `worker`, `correlator`, `migrate` and `dora`; the gateway never connects to ClickHouse."},
-	"GATEWAY":    {"Gateway", "Used by `run` and `gateway`."},
-	"WORKER":     {"Worker", "Used by `run` and `worker`."},
-	"CORRELATOR": {"Correlator and detection", "Used by `run` and `correlator`; a worker reads `RULES_FILE` too, because the aggregates it publishes follow the rules' severity and latency metrics."},
-	"WEBHOOK":    {"Alert webhooks", "Used by `run` and `correlator` (the notifier runs beside the correlator)."},
-	"UI":         {"Web UI", "Used by `run` and `correlator`, which serve the web UI (incidents, DORA, deploys; read-only on ClickHouse)."},
+	"":                 {"General", "Used by `run`, `gateway`, `worker` and `correlator` (`DATA_DIR` by `run` only: the other roles embed and start nothing); `migrate` reads `LOG_LEVEL`."},
+	"NATS":             {"NATS and streams", "Used by `run`, `gateway`, `worker` and `correlator`."},
+	"CLICKHOUSE":       {"ClickHouse", "Used by `run`, `worker`, `correlator`, `migrate` and `dora`; the gateway never connects to ClickHouse."},
+	"GATEWAY":          {"Gateway", "Used by `run` and `gateway`."},
+	"WORKER":           {"Worker", "Used by `run` and `worker`."},
+	"CORRELATOR":       {"Correlator and detection", "Used by `run` and `correlator`; a worker reads `RULES_FILE` too, because the aggregates it publishes follow the rules' severity and latency metrics."},
+	"CORRELATOR_LEASE": {"Correlator lease", "Used by `run` and `correlator`: of the correlators sharing a NATS, the one holding the lease detects, correlates, writes and alerts; the others stand by (docs/operations.md)."},
+	"WEBHOOK":          {"Alert webhooks", "Used by `run` and `correlator` (the notifier runs beside the correlator)."},
+	"UI":               {"Web UI", "Used by `run` and `correlator`, which serve the web UI (incidents, DORA, deploys; read-only on ClickHouse)."},
 }
 
 //go:generate sh -c "go run . config --markdown > ../../docs/settings.md"

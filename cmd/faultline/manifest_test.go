@@ -29,6 +29,9 @@ type k8sObject struct {
 	Data map[string]string `json:"data"`
 	Spec struct {
 		Replicas *int `json:"replicas"`
+		Strategy struct {
+			Type string `json:"type"`
+		} `json:"strategy"`
 		Template struct {
 			Spec podSpec `json:"spec"`
 		} `json:"template"`
@@ -138,6 +141,11 @@ func TestManifest(t *testing.T) {
 	for _, o := range pods {
 		for _, c := range o.Spec.Template.Spec.Containers {
 			name := o.Kind + " " + o.Metadata.Name
+			// One correlator leads while the other stands by, and a
+			// rolling update hands the lease over.
+			if len(c.Args) > 0 && c.Args[0] == "correlator" && (o.Spec.Replicas == nil || *o.Spec.Replicas < 2 || o.Spec.Strategy.Type == "Recreate") {
+				t.Errorf("%s: replicas %v, strategy %q: want two or more, rolling", name, o.Spec.Replicas, o.Spec.Strategy.Type)
+			}
 			if image == "" {
 				image = c.Image
 			}

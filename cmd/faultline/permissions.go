@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
+	"github.com/faultline-dev/faultline/pipeline/correlator"
 )
 
 // Names of state the roles keep in NATS beside the streams. The ledger
@@ -18,7 +19,7 @@ const (
 	// (a KV bucket), so that a standby takes over from where the leader
 	// stopped.
 	checkpointStore = "faultline_correlator"
-	leaseBucket     = "faultline_correlator_lease"
+	leaseBucket     = correlator.LeaseBucket
 )
 
 // A natsGrant is one subject a role needs, and why.

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/faultline-dev/faultline/pipeline/correlator"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
@@ -86,18 +88,44 @@ func startGateway(s *stack) error {
 	return nil
 }
 
-// startCorrelator runs the correlator until ctx ends; the process is not
-// ready until the correlator has caught up with its streams.
+// startCorrelator runs the correlator until ctx ends, while this process
+// holds the correlator lease: of several correlator processes on one NATS,
+// one leads and the others stand by, each ready to take over once the
+// leader stops renewing the lease. A standby is ready (it is healthy and
+// waits by design); a leader is not ready until its correlator has caught
+// up with its streams.
 func startCorrelator(ctx context.Context, s *stack, g *group) error {
 	ew, err := clickhouse.NewEventsWriter(s.ch, s.cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
-	c := correlator.New(s.cfg.Correlator, s.js, s.cfg.NATS, ew, s.log.With("component", "correlator"))
+	log := s.log.With("component", "correlator")
+	lease, err := correlator.NewLease(ctx, s.js, s.cfg.NATS, s.cfg.Lease, "correlator", correlator.Identity(), log)
+	if err != nil {
+		return err
+	}
+	var cur atomic.Pointer[correlator.Correlator]
 	// Not ready while it replays its streams: until then a new incident
 	// waits behind the history for its verdict.
-	s.admin.AddCheck("correlator", c.Ready)
-	g.Go("correlator", func() error { return c.Run(ctx) })
+	s.admin.AddCheck("correlator", func(ctx context.Context) error {
+		switch c := cur.Load(); {
+		case lease.Leading() && c != nil:
+			return c.Ready(ctx)
+		case lease.Standby():
+			return nil
+		}
+		return errors.New("starting: waiting for the lease")
+	})
+	g.Go("correlator", func() error {
+		return lease.Run(ctx, func(ctx context.Context) error {
+			// A fresh correlator each time the lease is taken: it
+			// rebuilds its state from the streams. Everything it writes
+			// goes through the lease's fence.
+			c := correlator.New(s.cfg.Correlator, lease.JetStream(s.js), s.cfg.NATS, lease.Store(ew), log)
+			cur.Store(c)
+			return c.Run(ctx)
+		})
+	})
 	return nil
 }
 

@@ -295,9 +295,12 @@ func (c *Correlator) addDeploy(e events.Deploy) {
 			c.rbPending = append(c.rbPending, pendingRollback{rb, time.Now()})
 		}
 	}
-	// A late deploy may be a better suspect for incidents already open.
+	// A late deploy may be a better suspect for incidents already open, or
+	// the rollback or fix that restored one: replaying the streams reads
+	// deploys and aggregates side by side, so an incident can resolve
+	// before the deploy that ended it is read.
 	for _, inc := range c.incidents {
-		if inc.Environment == d.Environment && !d.At.After(inc.started) && inc.started.Sub(d.At) <= c.ccfg.SameService {
+		if inc.Environment == d.Environment && inc.started.Sub(d.At) <= c.ccfg.SameService {
 			c.correlate(inc)
 		}
 	}

@@ -12,6 +12,13 @@
 // faultline.dlq.webhook with the target and last error in headers.
 // Receivers drop the rare repeat (a crash between delivery and ack) by
 // webhook-id (the event id; PagerDuty targets by dedup key).
+//
+// Every correlator process runs a notifier, the standbys too: they share
+// each target's durable consumer, and MaxAckPending 1 lets one of them at
+// a time hold the target's next alert. A delivery under way when its
+// process is killed is delivered again by another after the ack wait
+// (the target's timeout and 30s); the receiver saw it twice only if it
+// answered before the crash and the ack did not reach the server.
 package notify
 
 import (
@@ -135,9 +142,19 @@ func (n *Notifier) handle(ctx context.Context, t *webhook.Target, msg jetstream.
 		return
 	}
 	meta, _ := msg.Metadata()
-	err := n.send.Deliver(ctx, t, &ev)
+	// A delivery begun is finished (within the target's timeout) even when
+	// the process is stopping: cut off, the receiver might have it while
+	// the stream would send it again.
+	err := n.send.Deliver(context.WithoutCancel(ctx), t, &ev)
 	if err == nil {
-		_ = msg.Ack()
+		// Acked at once, and the server's receipt awaited: from the
+		// receiver's 2xx to this ack is the only window in which a crash
+		// delivers the alert twice (to the same webhook-id).
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := msg.DoubleAck(actx); err != nil {
+			n.log.Warn("webhook delivered but its ack was not confirmed; it may be delivered again", "target", t.Name, "alert", ev.ID, "err", err)
+		}
+		cancel()
 		m.delivered.Inc()
 		if meta != nil {
 			m.sinceStored.UpdateDuration(meta.Timestamp)

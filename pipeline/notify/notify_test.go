@@ -240,3 +240,78 @@ func TestTargetsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestStopMidDelivery: a notifier stopped while a receiver is answering
+// finishes that delivery and acks it, so the notifier that follows (a
+// standby correlator's, say) does not send it again.
+func TestStopMidDelivery(t *testing.T) {
+	ns := natstest.Start(t)
+	r, srv := newReceiver(t, "s")
+	r.delay = time.Second
+	targets := []webhook.Target{{Name: "t", URL: srv.URL, Secret: "s", Format: "json", Timeout: webhook.Duration(5 * time.Second), MaxAge: webhook.Duration(time.Minute)}}
+	if err := notify.Publish(context.Background(), ns.JS, correlated(0)); err != nil {
+		t.Fatal(err)
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	n1 := notify.New(ns.JS, ns.Config, targets, webhook.NewClient(""), nil)
+	done := make(chan error, 1)
+	go func() { done <- n1.Run(ctx1) }()
+	waitFor(t, "the delivery under way", 5*time.Second, func() bool { return atomic.LoadInt32(&r.calls) == 1 })
+	cancel1()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(r.events()) != 1 {
+		t.Fatalf("stopped mid-delivery: %d events received", len(r.events()))
+	}
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	n2 := notify.New(ns.JS, ns.Config, targets, webhook.NewClient(""), nil)
+	go n2.Run(ctx2)
+	cons, err := ns.JS.Consumer(ctx2, ns.Config.AlertsStream, "faultline-webhook-t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the consumer's state", 5*time.Second, func() bool {
+		ci, err := cons.Info(ctx2)
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0 && ci.AckFloor.Stream == 1
+	})
+	time.Sleep(500 * time.Millisecond)
+	if n := atomic.LoadInt32(&r.calls); n != 1 {
+		t.Fatalf("the receiver was called %d times, want once", n)
+	}
+}
+
+// TestNotifiersShareTarget: two notifiers on one target (a leading and a
+// standby correlator's) deliver every alert once, in order.
+func TestNotifiersShareTarget(t *testing.T) {
+	ns := natstest.Start(t)
+	r, srv := newReceiver(t, "s")
+	targets := []webhook.Target{{Name: "t", URL: srv.URL, Secret: "s", Format: "json", Timeout: webhook.Duration(5 * time.Second), MaxAge: webhook.Duration(time.Minute)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 2 {
+		n := notify.New(ns.JS, ns.Config, targets, webhook.NewClient(""), nil)
+		wg.Go(func() { _ = n.Run(ctx) })
+	}
+	const alerts = 20
+	for i := range alerts {
+		if err := notify.Publish(ctx, ns.JS, correlated(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every alert", 10*time.Second, func() bool { return len(r.events()) == alerts })
+	time.Sleep(300 * time.Millisecond)
+	if n := atomic.LoadInt32(&r.calls); n != alerts {
+		t.Errorf("%d requests for %d alerts", n, alerts)
+	}
+	for i, ev := range r.events() {
+		if ev.ID != correlated(i).ID {
+			t.Fatalf("delivery %d is %s, want %s", i, ev.ID, correlated(i).ID)
+		}
+	}
+	cancel()
+	wg.Wait()
+}
