@@ -370,12 +370,18 @@ func (c *Correlator) checkpoint(ctx context.Context, force bool) {
 // before the horizon (the correlation window plus EventLateness behind
 // event time) except the live one of each key and those pinned by an
 // incident still held, and incidents resolved before it. Event time is the
-// detection watermark; without telemetry (none observed and none left to
-// read) it is the latest deploy. The horizon only moves forward. A later
-// event that needs older deploys reads them back from the store (history).
+// earlier of the detection watermark and the latest deploy, so that
+// neither stream, read ahead of the other while catching up, makes the
+// other's history look late; without telemetry (none observed and none
+// left to read) it is the latest deploy. The horizon only moves forward.
+// A later event that needs older deploys reads them back from the store
+// (history).
 func (c *Correlator) prune() {
 	ref := c.det.Watermark()
-	if ref.IsZero() && c.lag.aggregates.Load() == 0 && len(c.pending) == 0 {
+	switch {
+	case ref.IsZero() && c.lag.aggregates.Load() == 0 && len(c.pending) == 0:
+		ref = c.latestDeploy
+	case c.latestDeploy.Before(ref):
 		ref = c.latestDeploy
 	}
 	if !ref.IsZero() {

@@ -3,15 +3,26 @@
 // detects incidents on event time, pins each on the deploy that most likely
 // caused it, and writes the deploys, incidents and incident_suspects tables.
 //
-// Design: the correlator keeps no state of its own on disk. At start it
-// reads both streams from their beginning (ordered consumers) and rebuilds
-// everything, then follows them live; the tables hold the latest state per
-// id (ReplacingMergeTree), so writing a state again after a restart is
-// harmless. Detection and correlation are pure (processors/detect,
+// Design: the correlator's state is bounded and checkpointed. It keeps the
+// deploys of the correlation window plus the allowed lateness of events
+// (with the live deploy of each key and a bounded list of past versions
+// for rollbacks), open and recent incidents, and the detector's windows
+// and baselines; older deploys a late event needs are read back from
+// ClickHouse. After a flush that wrote every changed row and published
+// every alert, at most every CheckpointInterval and at shutdown, it saves
+// that state with the stream sequences it covers into a JetStream object
+// store (checkpoint.go). At start it loads the checkpoint and follows both
+// streams from the next messages; without a usable one it reads them from
+// their beginning and rebuilds everything, as it would after a crash
+// between checkpoints for what followed the last one. The tables hold the
+// latest state per id (ReplacingMergeTree), so writing a state again
+// after a restart is harmless, and alerts already sent are remembered in
+// a KV bucket. Detection and correlation are pure (processors/detect,
 // processors/correlate), so the same streams give the same tables however
 // many workers produced the aggregates and in whatever order they arrived
-// within the allowed lateness. Run one correlator; a second one would
-// compute the same rows and is harmless, which makes a standby cheap.
+// within the allowed lateness, and whether or not the correlator restarted
+// in between. Run one correlator; a second one would compute the same rows
+// and is harmless, which makes a standby cheap.
 package correlator
 
 import (

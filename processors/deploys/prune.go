@@ -76,18 +76,19 @@ func (x *Index) remember(k key, version string, t time.Time) {
 // Len returns how many deploys the index holds.
 func (x *Index) Len() int { return len(x.byID) }
 
-// PastVersion is a version of a pruned live deploy: it makes a later
-// deploy of that version a rollback.
-type PastVersion struct {
-	Service, Environment, Version string
-	At                            time.Time // when it was last live
+// PastVersions are the versions of a key's pruned live deploys, each with
+// when it was last live: a later deploy of one of them is a rollback.
+type PastVersions struct {
+	Service, Environment string
+	Versions             []string
+	At                   []time.Time
 }
 
 // State is an index's content in a form that survives a restart: every
 // deploy it holds and the pruned versions it remembers.
 type State struct {
 	Deploys []Deploy
-	Past    []PastVersion
+	Past    []PastVersions
 }
 
 // Snapshot returns the index's state, in a fixed order.
@@ -98,14 +99,24 @@ func (x *Index) Snapshot() State {
 			st.Deploys = append(st.Deploys, *d)
 		}
 	}
-	for k, p := range x.past {
-		for v, at := range p {
-			st.Past = append(st.Past, PastVersion{Service: k.service, Environment: k.env, Version: v, At: at})
-		}
+	keys := make([]key, 0, len(x.past))
+	for k := range x.past {
+		keys = append(keys, k)
 	}
-	slices.SortFunc(st.Past, func(a, b PastVersion) int {
-		return strings.Compare(a.Environment+"\x00"+a.Service+"\x00"+a.Version, b.Environment+"\x00"+b.Service+"\x00"+b.Version)
-	})
+	slices.SortFunc(keys, func(a, b key) int { return strings.Compare(a.env+"\x00"+a.service, b.env+"\x00"+b.service) })
+	for _, k := range keys {
+		p := PastVersions{Service: k.service, Environment: k.env}
+		vs := make([]string, 0, len(x.past[k]))
+		for v := range x.past[k] {
+			vs = append(vs, v)
+		}
+		slices.Sort(vs)
+		for _, v := range vs {
+			p.Versions = append(p.Versions, v)
+			p.At = append(p.At, x.past[k][v])
+		}
+		st.Past = append(st.Past, p)
+	}
 	return st
 }
 
@@ -116,7 +127,11 @@ func Restore(st State) *Index {
 		x.Add(d)
 	}
 	for _, p := range st.Past {
-		x.remember(key{p.Service, p.Environment}, p.Version, p.At)
+		for i, v := range p.Versions {
+			if i < len(p.At) {
+				x.remember(key{p.Service, p.Environment}, v, p.At[i])
+			}
+		}
 	}
 	return x
 }

@@ -190,7 +190,9 @@ func normalize(st State) State {
 		}
 	}
 	for i := range st.Past {
-		st.Past[i].At = st.Past[i].At.UTC()
+		for j := range st.Past[i].At {
+			st.Past[i].At[j] = st.Past[i].At[j].UTC()
+		}
 	}
 	return st
 }
