@@ -96,7 +96,7 @@ func (r *rig) rows(q string) []string {
 func (r *rig) read() tables {
 	var tb tables
 	tb.deploys = r.rows(`SELECT toString(tuple(DeployId, Service, Environment, Version, Type, Status, DeployedAt, CommitSha, FirstCommitAt,
-		LeadTimeSeconds, Author, Url, Attributes, ChangeFailure, FailureReason, RolledBackBy)) FROM deploys FINAL ORDER BY DeployId`)
+		LeadTimeSeconds, Author, Url, mapSort(Attributes), ChangeFailure, FailureReason, RolledBackBy)) FROM deploys FINAL ORDER BY DeployId`)
 	tb.incidents = r.rows(`SELECT toString(tuple(IncidentId, Service, Environment, Title, Severity, Source, Signal, DetectionReason, StartedAt,
 		ResolvedAt, TimeToRestoreSeconds, SuspectDeployId, SuspectVersion, Confidence, RestoredByDeployId)) FROM incidents FINAL ORDER BY IncidentId`)
 	tb.suspects = r.rows(`SELECT toString(tuple(IncidentId, DeployId, Rank, Score, Confidence, Reason, Service, Environment, Version))
@@ -148,6 +148,9 @@ func diff(t *testing.T, what string, got, want []string) {
 // and send the same alerts, and the second correlator must not have read
 // the first half again.
 func TestCheckpointResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three runs of the realistic scenario")
+	}
 	reqs, exp := replay.Realistic(1)
 	rules := detect.DefaultRules()
 	half := len(reqs) / 2
@@ -166,14 +169,41 @@ func TestCheckpointResume(t *testing.T) {
 	if saved == 0 {
 		t.Fatal("no checkpoint was written")
 	}
-	events := func() uint64 {
-		st, _ := res.ns.JS.Stream(context.Background(), res.ns.Config.EventsStream)
+	count := func(stream string) uint64 {
+		st, _ := res.ns.JS.Stream(context.Background(), stream)
 		info, _ := st.Info(context.Background())
 		return info.State.Msgs
 	}
-	firstHalf := events()
+	events := func() uint64 { return count(res.ns.Config.EventsStream) }
+	firstHalf, firstAggs := events(), count(res.ns.Config.AggregatesStream)
 	res.feed.feed(context.Background(), reqs[half:])
 	res.feed.flush(context.Background())
+
+	// Readiness after a resume counts the backlog from the checkpoint on.
+	ctx := context.Background()
+	probe := New(testConfig(), res.ns.JS, res.ns.Config, res.w, nil)
+	if err := probe.openCheckpoints(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evStart, aggStart := probe.resume(ctx)
+	if evStart != firstHalf+1 || aggStart != firstAggs+1 {
+		t.Fatalf("resuming at events %d, aggregates %d; want %d and %d", evStart, aggStart, firstHalf+1, firstAggs+1)
+	}
+	evs, err := probe.follow(ctx, res.ns.Config.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject}, evStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aggs, err := probe.follow(ctx, res.ns.Config.AggregatesStream, []string{broker.AggregatesSubject}, aggStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.startCatchUp(evs, aggs)
+	evs.Stop()
+	aggs.Stop()
+	backlog := events() - firstHalf + count(res.ns.Config.AggregatesStream) - firstAggs
+	if err := probe.Ready(ctx); err == nil || err.Error() != fmt.Sprintf("catching up, %d messages behind", backlog) {
+		t.Fatalf("readiness after resuming: %v, want %d messages behind", err, backlog)
+	}
 	before := metricsEvents()
 	res.run(rules)
 	if read, all := metricsEvents()-before, events(); read != all-firstHalf {
