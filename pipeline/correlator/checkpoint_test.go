@@ -17,6 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
 	"github.com/faultline-dev/faultline/pipeline/replay"
 	"github.com/faultline-dev/faultline/processors/detect"
+	"github.com/faultline-dev/faultline/processors/events"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
 
@@ -289,5 +290,53 @@ func TestCheckpointUnusable(t *testing.T) {
 				t.Fatalf("checkpoint after the replay: %v", err)
 			}
 		})
+	}
+}
+
+// TestLateEventsReadHistory: with ten hours of hourly deploys in memory
+// only for the last three, a reported incident of hour two gets its
+// suspect from the deploys table, and a late deploy of hour two, back to
+// a version pruned long ago, is still a rollback of the deploy before it.
+func TestLateEventsReadHistory(t *testing.T) {
+	r := newRig(t, detect.DefaultRules())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dep := func(id, svc, version string, at time.Duration) events.Deploy {
+		return events.Deploy{ID: id, Service: svc, Environment: "production", Version: version, Timestamp: t0.Add(at),
+			Type: events.TypeDeploy, Status: events.StatusSucceeded}
+	}
+	for h := range 10 {
+		d := dep(fmt.Sprintf("d%d", h), "checkout", fmt.Sprintf("v%d", h), time.Duration(h)*time.Hour)
+		r.feed.publish(ctx, broker.DeploysSubject, d, d.MsgID())
+	}
+	held := metrics.GetOrCreateGauge("faultline_correlator_deploys_held", nil)
+	c := New(testConfig(), r.ns.JS, r.ns.Config, r.w, nil)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, "the deploys to be pruned", func() bool { return c.Ready(ctx) == nil && held.Get() > 0 && held.Get() < 10 })
+
+	inc := events.Incident{ID: "inc-old", Service: "checkout", Environment: "production", Status: events.StatusOpen,
+		Timestamp: t0.Add(2*time.Hour + 5*time.Minute), Title: "checkout down", Source: "api"}
+	r.feed.publish(ctx, broker.IncidentsSubject, inc, inc.MsgID())
+	late := dep("d-late", "checkout", "v0", 2*time.Hour+30*time.Minute)
+	r.feed.publish(ctx, broker.DeploysSubject, late, late.MsgID())
+	var suspect, rolledBackBy string
+	waitFor(t, "the late events' rows", func() bool {
+		_ = r.conn.QueryRow(ctx, "SELECT SuspectDeployId FROM incidents FINAL WHERE IncidentId = 'inc-old'").Scan(&suspect)
+		_ = r.conn.QueryRow(ctx, "SELECT RolledBackBy FROM deploys FINAL WHERE DeployId = 'd2'").Scan(&rolledBackBy)
+		return suspect == "d2" && rolledBackBy == "d-late"
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
