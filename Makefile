@@ -52,7 +52,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short test-cluster bench bench-live fmt vet clean deps chdb otelcol chromium kubetools
+.PHONY: all build run test test-short test-cluster bench bench-live bench-restart fmt vet clean deps chdb otelcol chromium kubetools
 
 all: build
 
@@ -165,6 +165,11 @@ bench: build
 # Detection and alert latency on live telemetry (about five minutes).
 bench-live: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN) -live
+
+# A correlator restart over a year of deploys: time to ready and to a
+# correlated new incident, and peak RSS, with and without the checkpoint.
+bench-restart: build
+	$(GO) run ./cmd/faultline-bench -bin $(BIN) -restart
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

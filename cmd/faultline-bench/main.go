@@ -57,7 +57,17 @@ func main() {
 	bin := flag.String("bin", "bin", "folder with faultline and faultline-clickhouse")
 	flag.StringVar(&profile, "profile", "", "write the worker's CPU profile (3 s from 1 s in) and a heap profile to `prefix`.cpu.pprof and prefix.heap.pprof")
 	live := flag.Bool("live", false, "measure detection and alert latency on live telemetry instead (about five minutes)")
+	restart := flag.Bool("restart", false, "measure a correlator restart over a year of deploys instead (a few minutes)")
+	services := flag.Int("services", 1000, "with -restart: services with a deploy a day for a year")
 	flag.Parse()
+	if *restart {
+		b, _ := filepath.Abs(*bin)
+		if err := restartBench(b, *services); err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *live {
 		b, _ := filepath.Abs(*bin)
 		if err := liveLatency(b); err != nil {

@@ -18,8 +18,7 @@ const (
 	// The correlator's checkpoint (an object store) and its leader lease
 	// (a KV bucket), so that a standby takes over from where the leader
 	// stopped.
-	checkpointStore = "faultline_correlator"
-	leaseBucket     = correlator.LeaseBucket
+	leaseBucket = correlator.LeaseBucket
 )
 
 // A natsGrant is one subject a role needs, and why.
@@ -68,7 +67,7 @@ func natsPermissions(c *Config) []natsRole {
 			{broker.DeadLetterPrefix + ".>", "alerts whose delivery failed for good"},
 			kv(alertsSentBucket, "alerts and incidents already published"),
 			ack(n.AlertsStream),
-			{"$O." + checkpointStore + ".>", "its checkpoint (an object store)"},
+			{"$O." + c.Correlator.CheckpointBucket + ".>", "its checkpoint (an object store)"},
 			kv(leaseBucket, "the leader's lease"),
 		}},
 	}

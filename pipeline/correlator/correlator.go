@@ -3,15 +3,26 @@
 // detects incidents on event time, pins each on the deploy that most likely
 // caused it, and writes the deploys, incidents and incident_suspects tables.
 //
-// Design: the correlator keeps no state of its own on disk. At start it
-// reads both streams from their beginning (ordered consumers) and rebuilds
-// everything, then follows them live; the tables hold the latest state per
-// id (ReplacingMergeTree), so writing a state again after a restart is
-// harmless. Detection and correlation are pure (processors/detect,
+// Design: the correlator's state is bounded and checkpointed. It keeps the
+// deploys of the correlation window plus the allowed lateness of events
+// (with the live deploy of each key and a bounded list of past versions
+// for rollbacks), open and recent incidents, and the detector's windows
+// and baselines; older deploys a late event needs are read back from
+// ClickHouse. After a flush that wrote every changed row and published
+// every alert, at most every CheckpointInterval and at shutdown, it saves
+// that state with the stream sequences it covers into a JetStream object
+// store (checkpoint.go). At start it loads the checkpoint and follows both
+// streams from the next messages; without a usable one it reads them from
+// their beginning and rebuilds everything, as it would after a crash
+// between checkpoints for what followed the last one. The tables hold the
+// latest state per id (ReplacingMergeTree), so writing a state again
+// after a restart is harmless, and alerts already sent are remembered in
+// a KV bucket. Detection and correlation are pure (processors/detect,
 // processors/correlate), so the same streams give the same tables however
 // many workers produced the aggregates and in whatever order they arrived
-// within the allowed lateness. Run one correlator; a second one would
-// compute the same rows and is harmless, which makes a standby cheap.
+// within the allowed lateness, and whether or not the correlator restarted
+// in between. Run one correlator; a second one would compute the same rows
+// and is harmless, which makes a standby cheap.
 package correlator
 
 import (
@@ -46,6 +57,10 @@ type Config struct {
 	FlushInterval time.Duration `envconfig:"FLUSH_INTERVAL" default:"1s" desc:"how often changed rows are written to ClickHouse"`
 	GapWait       time.Duration `envconfig:"GAP_WAIT" default:"15s" desc:"how long detection waits for a telemetry message still in a worker's batch before going on without it"`
 	EarlyAfter    time.Duration `envconfig:"EARLY_AFTER" default:"10s" desc:"on live data, judge a minute this long after it ends rather than after the lateness: the incident opens provisionally and the final verdict confirms or retracts it (0: off)"`
+	// The checkpoint and what the state keeps (checkpoint.go).
+	CheckpointBucket   string        `envconfig:"CHECKPOINT_BUCKET" default:"faultline_correlator" desc:"JetStream object store bucket of the correlator's checkpoint: its state and how far it has read its streams, so a restart resumes there instead of replaying them (deleting it costs one full replay)"`
+	CheckpointInterval time.Duration `envconfig:"CHECKPOINT_INTERVAL" default:"30s" desc:"how often at most the correlator writes its checkpoint, after a flush that wrote everything; also at shutdown (0: never, every start replays the streams)"`
+	EventLateness      time.Duration `envconfig:"EVENT_LATENESS" default:"1h" desc:"how late deploy and incident events may be and still find their history in memory: deploys are kept for the correlation window (2h) plus this, older ones are read back from ClickHouse when a later event needs them"`
 }
 
 // Validate checks the settings.
@@ -58,6 +73,15 @@ func (c *Config) Validate() error {
 	}
 	if c.EarlyAfter < 0 {
 		return fmt.Errorf("FAULTLINE_CORRELATOR_EARLY_AFTER: must not be negative")
+	}
+	if c.CheckpointInterval < 0 {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_CHECKPOINT_INTERVAL: must not be negative")
+	}
+	if c.CheckpointInterval > 0 && !validBucket(c.CheckpointBucket) {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_CHECKPOINT_BUCKET: %q, want letters, digits, '-' and '_'", c.CheckpointBucket)
+	}
+	if c.EventLateness < 0 {
+		return fmt.Errorf("FAULTLINE_CORRELATOR_EVENT_LATENESS: must not be negative")
 	}
 	if c.FlushInterval <= 0 {
 		return fmt.Errorf("FAULTLINE_CORRELATOR_FLUSH_INTERVAL: must be positive")
@@ -85,6 +109,10 @@ type Store interface {
 	// Retract deletes incidents, with their suspects, that a provisional
 	// verdict opened and the final one did not confirm.
 	Retract(ctx context.Context, ids []string) error
+	// Deploys reads back the deploys of an environment in [from, to], of
+	// one service or (service "") of all: the correlator keeps only recent
+	// ones, and a late event may need older.
+	Deploys(ctx context.Context, env, service string, from, to time.Time) ([]correlate.DeployRow, error)
 }
 
 type incident struct {
@@ -143,6 +171,19 @@ type Correlator struct {
 
 	mIncidents, mAggregates, mEvents, mWrites, mRetracted *metrics.Counter
 
+	// How far the streams were handled, and the checkpoint (checkpoint.go).
+	evSeq, aggSeq uint64 // last EVENTS and AGGREGATES stream sequences handled
+	ckpt          jetstream.ObjectStore
+	ckptAt        time.Time
+	ckptSeqs      [3]uint64 // evSeq, aggSeq and nextSeq of the last checkpoint
+	changed       bool      // transitions applied since the last checkpoint
+	// Bounded state: deploys before the horizon are pruned (prune), and
+	// read back when a late event needs them (history); loaded remembers
+	// what was read back since the last prune.
+	latestDeploy time.Time
+	horizon      time.Time
+	loaded       map[string]time.Time
+
 	lag catchUp // how far it has read its streams (ready.go)
 }
 
@@ -160,6 +201,7 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 		incidents: map[string]*incident{}, pins: map[string]map[string]correlate.PinnedBy{},
 		dirtyDep: map[string]bool{}, dirtyInc: map[string]bool{},
 		pending: map[uint64]aggEntry{}, gapWait: c.GapWait, deltas: detect.NewDeltas(), rolledBack: map[string]bool{},
+		loaded:      map[string]time.Time{},
 		mIncidents:  metrics.GetOrCreateCounter("faultline_correlator_incidents_detected_total"),
 		mAggregates: metrics.GetOrCreateCounter("faultline_correlator_aggregates_total"),
 		mEvents:     metrics.GetOrCreateCounter("faultline_correlator_events_total"),
@@ -168,7 +210,8 @@ func New(c Config, js jetstream.JetStream, n broker.Config, store Store, log *sl
 	}
 }
 
-// Run rebuilds the state from the streams and follows them until ctx ends.
+// Run resumes from the checkpoint, or without one rebuilds the state from
+// the streams, and follows them until ctx ends.
 func (c *Correlator) Run(ctx context.Context) (err error) {
 	if st, err := c.js.Stream(ctx, c.nats.TelemetryStream); err == nil {
 		c.nextSeq = st.CachedInfo().State.FirstSeq
@@ -186,12 +229,16 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 	if err := c.loadOrphans(ctx); err != nil {
 		return err
 	}
-	evs, err := c.follow(ctx, c.nats.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject})
+	if err := c.openCheckpoints(ctx); err != nil {
+		return err
+	}
+	evStart, aggStart := c.resume(ctx)
+	evs, err := c.follow(ctx, c.nats.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject}, evStart)
 	if err != nil {
 		return err
 	}
 	defer evs.Stop()
-	aggs, err := c.follow(ctx, c.nats.AggregatesStream, []string{broker.AggregatesSubject})
+	aggs, err := c.follow(ctx, c.nats.AggregatesStream, []string{broker.AggregatesSubject}, aggStart)
 	if err != nil {
 		return err
 	}
@@ -204,6 +251,7 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			c.flush(fctx)
+			c.checkpoint(fctx, true)
 			cancel()
 			return nil
 		case m := <-evs.ch:
@@ -221,6 +269,7 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 			}
 			c.checkOrphans()
 			c.flush(ctx)
+			c.checkpoint(ctx, false)
 			c.noteProgress(evs, aggs)
 		}
 	}
@@ -234,9 +283,14 @@ type follower struct {
 
 func (f follower) Stop() { f.stop() }
 
-// follow reads a stream from its start with an ordered consumer.
-func (c *Correlator) follow(ctx context.Context, stream string, subjects []string) (follower, error) {
-	cons, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy})
+// follow reads a stream with an ordered consumer, from sequence start, or
+// from its beginning when start is 0.
+func (c *Correlator) follow(ctx context.Context, stream string, subjects []string, start uint64) (follower, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if start > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	cons, err := c.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return follower{}, fmt.Errorf("follow %s: %w", stream, err)
 	}
@@ -281,19 +335,33 @@ func (c *Correlator) addDeploy(e events.Deploy) {
 		}
 		d.CommitTimes = append(d.CommitTimes, cm.Timestamp)
 	}
+	if d.At.After(c.latestDeploy) {
+		c.latestDeploy = d.At
+	}
+	// A deploy older than what memory holds needs its neighbours to tell
+	// what it rolled back and what rolled it back.
+	c.history(d.Environment, d.Service, d.At.Add(-c.ccfg.SameService), c.horizon)
+	before := map[string]*deploys.Deploy{}
+	for _, rb := range c.idx.Rollbacks(d.Service, d.Environment) {
+		before[rb.Of.ID] = rb.By
+	}
 	if !c.idx.Add(d) {
 		return
 	}
-	// Its own row, and those whose rollback status it may change.
-	for _, k := range c.idx.Between(d.Service, d.Environment, time.Time{}, time.Unix(1<<40, 0)) {
-		c.dirtyDep[k.ID] = true
-	}
+	// Its own row, and those whose rollback status it changed.
 	c.dirtyDep[d.ID] = true
 	for _, rb := range c.idx.Rollbacks(d.Service, d.Environment) {
+		if by, ok := before[rb.Of.ID]; !ok || by.ID != rb.By.ID || !by.At.Equal(rb.By.At) {
+			c.dirtyDep[rb.Of.ID] = true
+		}
+		delete(before, rb.Of.ID)
 		if !c.rolledBack[rb.Of.ID] {
 			c.rolledBack[rb.Of.ID] = true
 			c.rbPending = append(c.rbPending, pendingRollback{rb, time.Now()})
 		}
+	}
+	for id := range before {
+		c.dirtyDep[id] = true // no longer rolled back
 	}
 	// A late deploy may be a better suspect for incidents already open, or
 	// the rollback or fix that restored one: replaying the streams reads
@@ -415,6 +483,9 @@ func (c *Correlator) advance() { c.apply(c.det.Advance()) }
 
 // apply acts on the detector's transitions.
 func (c *Correlator) apply(ts []detect.Transition) {
+	if len(ts) > 0 {
+		c.changed = true
+	}
 	for _, t := range ts {
 		if t.Retracted {
 			if inc, ok := c.incidents[t.IncidentID]; ok {
@@ -588,6 +659,11 @@ func (c *Correlator) withdraw(i alert.Incident, alerted bool, suspects []alert.S
 
 // correlate re-ranks an incident's suspects and moves its pin.
 func (c *Correlator) correlate(inc *incident) {
+	// An incident older than what memory holds reads its candidates back.
+	if !inc.started.IsZero() {
+		c.history(inc.Environment, inc.Service, inc.started.Add(-c.ccfg.SameService), inc.started)
+		c.history(inc.Environment, "", inc.started.Add(-c.ccfg.OtherService), inc.started)
+	}
 	v := correlate.Correlate(correlate.Incident{ID: inc.ID, Service: inc.Service, Environment: inc.Environment, StartedAt: inc.started, ResolvedAt: inc.resolved,
 		FailingVersion: inc.version},
 		c.idx, c.det.VersionCounts, c.ccfg)
@@ -651,6 +727,7 @@ func (c *Correlator) flush(ctx context.Context) {
 		c.raiseRollbacks()
 		c.publishDetected(ctx)
 		c.publishAlerts(ctx)
+		c.forget()
 		return
 	}
 	var ds []correlate.DeployRow
@@ -683,8 +760,16 @@ func (c *Correlator) flush(ctx context.Context) {
 	c.raiseRollbacks()
 	c.publishDetected(ctx)
 	c.publishAlerts(ctx)
+	c.forget()
+}
+
+// forget bounds the state once its rows are written: the detector's
+// per-version history to 3h, cumulative series to a day, and deploys and
+// incidents to the horizon (prune).
+func (c *Correlator) forget() {
 	c.det.Prune(3 * time.Hour)
 	c.deltas.Prune(c.det.Watermark().Add(-24 * time.Hour))
+	c.prune()
 }
 
 // raiseRollbacks decides the pending rollbacks.

@@ -372,6 +372,35 @@ func (f fencedJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyVal
 	return fencedKV{kv, f.l}, nil
 }
 
+// CreateOrUpdateObjectStore fences the checkpoint: a former leader must
+// not replace the state its successor saves.
+func (f fencedJS) CreateOrUpdateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	st, err := f.JetStream.CreateOrUpdateObjectStore(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return fencedObjects{st, f.l}, nil
+}
+
+type fencedObjects struct {
+	jetstream.ObjectStore
+	l *Lease
+}
+
+func (f fencedObjects) PutBytes(ctx context.Context, name string, data []byte) (*jetstream.ObjectInfo, error) {
+	if !f.l.Leading() {
+		return nil, ErrNotLeader
+	}
+	return f.ObjectStore.PutBytes(ctx, name, data)
+}
+
+func (f fencedObjects) Delete(ctx context.Context, name string) error {
+	if !f.l.Leading() {
+		return ErrNotLeader
+	}
+	return f.ObjectStore.Delete(ctx, name)
+}
+
 type fencedKV struct {
 	jetstream.KeyValue
 	l *Lease

@@ -57,12 +57,14 @@ func (l *catchUp) setLag(v *atomic.Uint64, g *metrics.Gauge, n uint64) {
 // handled: JetStream tells with each message how many follow it.
 func (c *Correlator) handledEvent(m jetstream.Msg) {
 	if meta, err := m.Metadata(); err == nil {
+		c.evSeq = meta.Sequence.Stream
 		c.lag.setLag(&c.lag.events, c.lag.mEvents, meta.NumPending)
 	}
 }
 
 func (c *Correlator) handledAggregates(m jetstream.Msg) {
 	if meta, err := m.Metadata(); err == nil {
+		c.aggSeq = meta.Sequence.Stream
 		c.lag.setLag(&c.lag.aggregates, c.lag.mAggregates, meta.NumPending)
 	}
 }

@@ -76,11 +76,11 @@ func TestReadyAfterCatchUp(t *testing.T) {
 
 	// What the streams hold when following begins is the lag before the
 	// first message is handled.
-	evs, err := c.follow(ctx, ns.Config.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject})
+	evs, err := c.follow(ctx, ns.Config.EventsStream, []string{broker.DeploysSubject, broker.IncidentsSubject}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	aggs, err := c.follow(ctx, ns.Config.AggregatesStream, []string{broker.AggregatesSubject})
+	aggs, err := c.follow(ctx, ns.Config.AggregatesStream, []string{broker.AggregatesSubject}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

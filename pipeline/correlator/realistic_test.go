@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
@@ -43,67 +44,9 @@ func runRealistic(t *testing.T, reqs []replay.Request, exp []replay.Expected, ru
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// Telemetry as workers would commit it: a batch of up to 64 messages,
-	// each message's rows reduced under its stream sequence.
-	hook := AggregatesHook(ns.JS, rules)
-	b := otlp.NewBatch()
-	var msgs []worker.MessageRows
-	seq, batches := uint64(0), 0
-	flush := func() {
-		if len(msgs) == 0 {
-			return
-		}
-		batches++
-		if err := hook(ctx, b, fmt.Sprintf("realistic-%d", batches), msgs); err != nil {
-			t.Fatal(err)
-		}
-		b.Reset()
-		msgs = msgs[:0]
-	}
-	publish := func(subject string, v any, id string) {
-		data, _ := json.Marshal(v)
-		m := nats.NewMsg(subject)
-		m.Data = data
-		m.Header.Set(nats.MsgIdHdr, id)
-		if _, err := ns.JS.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range reqs {
-		switch r.Path {
-		case replay.PathLogs, replay.PathMetrics:
-			sig := otlp.SignalLogs
-			if r.Path == replay.PathMetrics {
-				sig = otlp.SignalMetrics
-			}
-			seq++
-			mr := worker.MessageRows{Seq: seq, LogsFrom: b.Logs.Len(), HistFrom: b.Histogram.Len(), ExpFrom: b.ExpHistogram.Len()}
-			if _, err := b.Append(sig, otlp.FormatAuto, r.Body); err != nil {
-				t.Fatalf("request at %s: %v", r.At, err)
-			}
-			mr.LogsTo, mr.HistTo, mr.ExpTo = b.Logs.Len(), b.Histogram.Len(), b.ExpHistogram.Len()
-			if msgs = append(msgs, mr); len(msgs) == 64 {
-				flush()
-			}
-		case replay.PathDeploys:
-			ds, err := events.ParseDeploys(r.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, d := range ds {
-				publish(broker.DeploysSubject, d, d.MsgID())
-			}
-		case replay.PathIncidents:
-			is, err := events.ParseIncidents(r.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, inc := range is {
-				publish(broker.IncidentsSubject, inc, inc.MsgID())
-			}
-		}
-	}
-	flush()
+	f := newFeeder(t, ns, rules)
+	f.feed(ctx, reqs)
+	f.flush(ctx)
 
 	// How many aggregates and points the correlator has to observe.
 	want := uint64(0)
@@ -168,4 +111,84 @@ func runRealistic(t *testing.T, reqs []replay.Request, exp []replay.Expected, ru
 		t.Fatal(err)
 	}
 	return replay.Score(exp, got)
+}
+
+// feeder publishes scenario requests as the gateway and the workers
+// would: telemetry as workers commit it (a batch of up to 64 messages, each
+// message's rows reduced under its stream sequence by AggregatesHook), and
+// events as the gateway publishes them.
+type feeder struct {
+	t       *testing.T
+	js      jetstream.JetStream
+	hook    func(ctx context.Context, b *otlp.Batch, token string, msgs []worker.MessageRows) error
+	b       *otlp.Batch
+	msgs    []worker.MessageRows
+	seq     uint64
+	batches int
+}
+
+func newFeeder(t *testing.T, ns *natstest.Server, rules detect.Rules) *feeder {
+	return &feeder{t: t, js: ns.JS, hook: AggregatesHook(ns.JS, rules), b: otlp.NewBatch()}
+}
+
+func (f *feeder) flush(ctx context.Context) {
+	if len(f.msgs) == 0 {
+		return
+	}
+	f.batches++
+	if err := f.hook(ctx, f.b, fmt.Sprintf("realistic-%d", f.batches), f.msgs); err != nil {
+		f.t.Fatal(err)
+	}
+	f.b.Reset()
+	f.msgs = f.msgs[:0]
+}
+
+func (f *feeder) publish(ctx context.Context, subject string, v any, id string) {
+	data, _ := json.Marshal(v)
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, id)
+	if _, err := f.js.PublishMsg(ctx, m); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// feed publishes requests; telemetry still in the batch waits for flush.
+func (f *feeder) feed(ctx context.Context, reqs []replay.Request) {
+	t := f.t
+	for _, r := range reqs {
+		switch r.Path {
+		case replay.PathLogs, replay.PathMetrics:
+			sig := otlp.SignalLogs
+			if r.Path == replay.PathMetrics {
+				sig = otlp.SignalMetrics
+			}
+			f.seq++
+			b := f.b
+			mr := worker.MessageRows{Seq: f.seq, LogsFrom: b.Logs.Len(), HistFrom: b.Histogram.Len(), ExpFrom: b.ExpHistogram.Len()}
+			if _, err := b.Append(sig, otlp.FormatAuto, r.Body); err != nil {
+				t.Fatalf("request at %s: %v", r.At, err)
+			}
+			mr.LogsTo, mr.HistTo, mr.ExpTo = b.Logs.Len(), b.Histogram.Len(), b.ExpHistogram.Len()
+			if f.msgs = append(f.msgs, mr); len(f.msgs) == 64 {
+				f.flush(ctx)
+			}
+		case replay.PathDeploys:
+			ds, err := events.ParseDeploys(r.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range ds {
+				f.publish(ctx, broker.DeploysSubject, d, d.MsgID())
+			}
+		case replay.PathIncidents:
+			is, err := events.ParseIncidents(r.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, inc := range is {
+				f.publish(ctx, broker.IncidentsSubject, inc, inc.MsgID())
+			}
+		}
+	}
 }

@@ -25,6 +25,9 @@ type Deploy struct {
 	CommitTimes         []time.Time
 	Commit, Author, URL string
 	Attributes          map[string]string
+	// StoredLead is the lead time as the deploys table holds it, for a
+	// deploy read back from there without its commits; nil otherwise.
+	StoredLead *time.Duration
 }
 
 // Live reports whether the deploy went live; a failed deploy never did and
@@ -43,6 +46,9 @@ func (d *Deploy) LeadTime() (time.Duration, bool) {
 		}
 	}
 	if len(lts) == 0 {
+		if d.StoredLead != nil {
+			return *d.StoredLead, true
+		}
 		if d.FirstCommitAt.IsZero() || d.FirstCommitAt.After(d.At) {
 			return 0, false
 		}
@@ -68,11 +74,14 @@ type key struct{ service, env string }
 type Index struct {
 	byKey map[key][]*Deploy // live and failed, ordered by At then ID
 	byID  map[string]*Deploy
+	// past holds, per key, the versions of live deploys Prune dropped,
+	// with when each was last live: a deploy of one of them is a rollback.
+	past map[key]map[string]time.Time
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{byKey: map[key][]*Deploy{}, byID: map[string]*Deploy{}}
+	return &Index{byKey: map[key][]*Deploy{}, byID: map[string]*Deploy{}, past: map[key]map[string]time.Time{}}
 }
 
 func less(a, b *Deploy) int {
@@ -169,14 +178,17 @@ func (x *Index) Between(service, env string, from, to time.Time) []*Deploy {
 func (x *Index) Rollbacks(service, env string) []Rollback {
 	var out []Rollback
 	var live []*Deploy
-	for _, d := range x.byKey[key{service, env}] {
+	k := key{service, env}
+	past := x.past[k]
+	for _, d := range x.byKey[k] {
 		if !d.Live() {
 			continue
 		}
 		if n := len(live); n > 0 {
 			prev := live[n-1]
 			if prev.Version != d.Version {
-				earlier := slices.ContainsFunc(live[:n-1], func(e *Deploy) bool { return e.Version == d.Version })
+				_, pruned := past[d.Version]
+				earlier := pruned || slices.ContainsFunc(live[:n-1], func(e *Deploy) bool { return e.Version == d.Version })
 				if d.Type == "rollback" || earlier {
 					out = append(out, Rollback{Of: prev, By: d})
 				}

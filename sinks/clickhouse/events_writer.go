@@ -104,3 +104,35 @@ func (w *EventsWriter) Retract(ctx context.Context, ids []string) error {
 	}
 	return nil
 }
+
+// Deploys reads back the deploys of an environment that went out in
+// [from, to], of one service or (service "") of all, in their latest state.
+// The correlator keeps only recent deploys in memory and asks here when a
+// late event needs older ones. Every value is a bound parameter.
+func (w *EventsWriter) Deploys(ctx context.Context, env, service string, from, to time.Time) ([]correlate.DeployRow, error) {
+	q := Query{SQL: `SELECT DeployId, Service, Environment, Version, Type, Status, DeployedAt, CommitSha, FirstCommitAt,
+		LeadTimeSeconds, Author, Url, Attributes, ChangeFailure, FailureReason, RolledBackBy
+		FROM deploys FINAL
+		WHERE Environment = {env:String} AND ({service:String} = '' OR Service = {service:String})
+			AND DeployedAt >= toDateTime64({from:String}, 9, 'UTC') AND DeployedAt <= toDateTime64({to:String}, 9, 'UTC')
+		ORDER BY DeployedAt, DeployId`,
+		Params: []Param{stringParam("env", env), stringParam("service", service), timeParam("from", from), timeParam("to", to)}}
+	rows, err := q.Run(ctx, w.conn)
+	if err != nil {
+		return nil, fmt.Errorf("deploys of %s/%s: %w", env, service, err)
+	}
+	defer rows.Close()
+	var out []correlate.DeployRow
+	for rows.Next() {
+		var d correlate.DeployRow
+		if err := rows.Scan(&d.DeployID, &d.Service, &d.Environment, &d.Version, &d.Type, &d.Status, &d.DeployedAt, &d.CommitSha, &d.FirstCommitAt,
+			&d.LeadTimeSeconds, &d.Author, &d.URL, &d.Attributes, &d.ChangeFailure, &d.FailureReason, &d.RolledBackBy); err != nil {
+			return nil, fmt.Errorf("deploys of %s/%s: %w", env, service, err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("deploys of %s/%s: %w", env, service, err)
+	}
+	return out, nil
+}
