@@ -331,4 +331,3 @@ func TestLateEventsReadHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
