@@ -67,6 +67,9 @@ func (c *Correlator) handledAggregates(m jetstream.Msg) {
 		c.aggSeq = meta.Sequence.Stream
 		c.lag.setLag(&c.lag.aggregates, c.lag.mAggregates, meta.NumPending)
 	}
+	// At once, not at the next tick: a slow flush must not hide a gap
+	// waited for from readiness.
+	c.lag.held.Store(int64(len(c.pending)))
 }
 
 // noteProgress runs on every tick, after the flush: the correlator has
