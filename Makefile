@@ -146,7 +146,7 @@ run: build
 	$(BIN)/faultline run
 
 test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM) kubetools
-	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...
 
