@@ -58,6 +58,13 @@ func main() {
 	flag.StringVar(&profile, "profile", "", "write the worker's CPU profile (3 s from 1 s in) and a heap profile to `prefix`.cpu.pprof and prefix.heap.pprof")
 	live := flag.Bool("live", false, "measure detection and alert latency on live telemetry instead (about five minutes)")
 	flag.Parse()
+	if *natsServe != "" || *peerMode {
+		if err := peerMain(*bin); err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *live {
 		b, _ := filepath.Abs(*bin)
 		if err := liveLatency(b); err != nil {

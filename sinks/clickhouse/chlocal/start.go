@@ -36,6 +36,9 @@ type Options struct {
 	// it then run on one machine. There is no Keeper, so ON CLUSTER DDL
 	// and Replicated engines still do not.
 	Cluster string
+	// QueryLog keeps system.query_log and system.part_log, which the
+	// embedded defaults leave out, for benchmarks that read them.
+	QueryLog bool
 }
 
 // Server is a running local ClickHouse.
@@ -105,8 +108,8 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcp))
 	s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.http))
-	if o.Cluster != "" {
-		if s.confDir, err = writeClusterConfig(o.Dir, o.Cluster, s.tcp); err != nil {
+	if o.Cluster != "" || o.QueryLog {
+		if s.confDir, err = writeConfig(o.Dir, o.Cluster, s.tcp, o.QueryLog); err != nil {
 			return nil, err
 		}
 	}
@@ -261,21 +264,23 @@ func (s *Server) Kill() error {
 
 var clusterNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// writeClusterConfig writes a config.xml defining the cluster name as this
-// server alone, in a directory of its own under the data directory, and
-// returns that directory. The launcher runs clickhouse-local, which reads
-// config.xml from its working directory when no --config-file is given,
-// so the launcher binary needs no flag for it.
-func writeClusterConfig(dataDir, name string, tcpPort int) (string, error) {
-	if !clusterNameRE.MatchString(name) {
+// writeConfig writes a config.xml, in a directory of its own under the
+// data directory, and returns that directory: with a cluster name, it
+// defines the cluster as this server alone; with queryLog, it keeps
+// system.query_log and system.part_log. The launcher runs clickhouse-local,
+// which reads config.xml from its working directory when no --config-file
+// is given, so the launcher binary needs no flag for it.
+func writeConfig(dataDir, name string, tcpPort int, queryLog bool) (string, error) {
+	if name != "" && !clusterNameRE.MatchString(name) {
 		return "", fmt.Errorf("local clickhouse: cluster name %q is not a plain identifier", name)
 	}
 	dir := filepath.Join(dataDir, "faultline-config")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("local clickhouse: config dir: %w", err)
 	}
-	conf := fmt.Sprintf(`<clickhouse>
-	<remote_servers>
+	conf := "<clickhouse>\n"
+	if name != "" {
+		conf += fmt.Sprintf(`	<remote_servers>
 		<%[1]s>
 			<shard>
 				<internal_replication>true</internal_replication>
@@ -283,8 +288,14 @@ func writeClusterConfig(dataDir, name string, tcpPort int) (string, error) {
 			</shard>
 		</%[1]s>
 	</remote_servers>
-</clickhouse>
 `, name, tcpPort)
+	}
+	if queryLog {
+		conf += `	<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>
+	<part_log><database>system</database><table>part_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></part_log>
+`
+	}
+	conf += "</clickhouse>\n"
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(conf), 0o644); err != nil {
 		return "", fmt.Errorf("local clickhouse: write cluster config: %w", err)
 	}
