@@ -230,7 +230,9 @@ func peer(bin string) error {
 			if s.name != "logs" {
 				n = *peerPoints
 			}
-			if _, err := e.run(ctx, "faultline", s, n, *peerProfile+"."+s.name); err != nil {
+			// Three times the records, so the profiles' 5 s see the run's
+			// steady middle rather than its start and end.
+			if _, err := e.run(ctx, "faultline", s, 3*n, *peerProfile+"."+s.name); err != nil {
 				return fmt.Errorf("profile run %s: %w", s.name, err)
 			}
 		}
@@ -289,7 +291,7 @@ func (e *peerEnv) run(ctx context.Context, side string, s signalSpec, n int, pro
 	procs = append(procs, proc{name: "clickhouse", pid: e.chPid})
 	if profile != "" {
 		for stage, a := range admins {
-			go fetchProfile("http://"+a+"/debug/pprof/profile?seconds=4", profile+"."+stage+".pprof")
+			go fetchProfile("http://"+a+"/debug/pprof/profile?seconds=5", profile+"."+stage+".pprof")
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
