@@ -39,8 +39,8 @@ import (
 var (
 	peerMode    = flag.Bool("peer", false, "compare faultline with the OpenTelemetry Collector's ClickHouse exporter end to end (make bench-peer)")
 	peerRounds  = flag.Int("peer-rounds", 1, "A B B A rounds (Collector, faultline, faultline, Collector) per signal")
-	peerLogs    = flag.Int("peer-logs", 1_000_000, "log records per run")
-	peerPoints  = flag.Int("peer-points", 600_000, "metric points per run")
+	peerLogs    = flag.Int("peer-logs", 600_000, "log records per run")
+	peerPoints  = flag.Int("peer-points", 400_000, "metric points per run")
 	peerSignals = flag.String("peer-signals", "logs,gauge,sum,histogram", "signals to measure, comma separated")
 	peerBatch   = flag.Int("peer-collector-batch", 50_000, "the Collector's batch processor send_batch_size (faultline's worker batches 50000 records)")
 	peerProfile = flag.String("peer-profile", "", "after the measured runs, one more faultline run per signal writing CPU profiles of the gateway, NATS and the worker to `prefix`.<signal>.<stage>.pprof")
@@ -230,8 +230,8 @@ func peer(bin string) error {
 			if s.name != "logs" {
 				n = *peerPoints
 			}
-			// Three times the records, so the profiles' 5 s see the run's
-			// steady middle rather than its start and end.
+			// Three times the records, so the profiles' 5 s (from 4 s
+			// in) fall in the run's steady middle.
 			if _, err := e.run(ctx, "faultline", s, 3*n, *peerProfile+"."+s.name); err != nil {
 				return fmt.Errorf("profile run %s: %w", s.name, err)
 			}
@@ -289,12 +289,6 @@ func (e *peerEnv) run(ctx context.Context, side string, s signalSpec, n int, pro
 		return nil, err
 	}
 	procs = append(procs, proc{name: "clickhouse", pid: e.chPid})
-	if profile != "" {
-		for stage, a := range admins {
-			go fetchProfile("http://"+a+"/debug/pprof/profile?seconds=5", profile+"."+stage+".pprof")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 
 	cpu0 := map[string]float64{}
 	for _, p := range procs {
@@ -313,6 +307,16 @@ func (e *peerEnv) run(ctx context.Context, side string, s signalSpec, n int, pro
 	}
 	tgDone := make(chan error, 1)
 	go func() { tgDone <- tg.Wait() }()
+	if profile != "" {
+		// From 4 s in: a fresh worker's first batches grow its pooled
+		// columns from nothing, which a long-running one never pays again.
+		go func() {
+			time.Sleep(4 * time.Second)
+			for stage, a := range admins {
+				go fetchProfile("http://"+a+"/debug/pprof/profile?seconds=5", profile+"."+stage+".pprof")
+			}
+		}()
+	}
 	r := &peerRun{side: side, records: per * tgWorkers, cpu: map[string]float64{}}
 	var last uint64
 	lastChange := time.Now()
