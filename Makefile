@@ -21,6 +21,10 @@ OTELCOL_VERSION := $(TELEMETRYGEN_VERSION)
 OTELCOL_MANIFEST := testdata/collector/builder.yaml
 OTELCOL_BUILDER := $(BIN)/builder
 OTELCOL := $(BIN)/otelcol
+# The Collector with the contrib ClickHouse exporter, faultline's peer in
+# make bench-peer, built the same way from its own manifest.
+OTELCOL_CH_MANIFEST := testdata/collector/builder-clickhouse.yaml
+OTELCOL_CH := $(BIN)/otelcol-clickhouse
 
 # Deployment checks: kubeconform validates the Kubernetes manifests and the
 # Helm chart's output against schemas of one Kubernetes release, which
@@ -52,7 +56,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short test-cluster bench bench-live bench-restart fmt vet clean deps chdb otelcol chromium kubetools
+.PHONY: all build run test test-short test-cluster bench bench-live bench-restart bench-peer fmt vet clean deps chdb otelcol chromium kubetools
 
 all: build
 
@@ -130,6 +134,15 @@ $(KUBE_SCHEMA_DONE): cmd/faultline-kubeschema/main.go
 
 kubetools: $(KUBECONFORM) $(HELM) $(KUBE_SCHEMA_DONE)
 
+$(OTELCOL_CH): $(OTELCOL_CH_MANIFEST) | $(OTELCOL_BUILDER)
+	@grep -q 'clickhouseexporter $(OTELCOL_VERSION)$$' $(OTELCOL_CH_MANIFEST) || { \
+	  echo "make: $(OTELCOL_CH_MANIFEST) must name $(OTELCOL_VERSION), the builder's version"; exit 1; }
+	@mkdir -p .cache $(BIN) && rm -rf .cache/otelcol-clickhouse
+	@echo "building an OpenTelemetry Collector $(OTELCOL_VERSION) with the ClickHouse exporter into $@ (once, a few minutes)"
+	@PATH="$$(dirname "$$(command -v $(GO))"):$$PATH" $(OTELCOL_BUILDER) --config=$(OTELCOL_CH_MANIFEST) >.cache/otelcol-clickhouse.log 2>&1 || { \
+	  cat .cache/otelcol-clickhouse.log; echo "make: building the Collector failed (log above)"; exit 1; }
+	@mv .cache/otelcol-clickhouse/otelcol-clickhouse $@
+
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "make: $(CHROMIUM) is missing and there is no apt-get to install Debian's chromium;"; \
 	  echo "      install Chromium and run make test CHROMIUM=/path/to/chromium"; exit 1; }
@@ -170,6 +183,13 @@ bench-live: build
 # correlated new incident, and peak RSS, with and without the checkpoint.
 bench-restart: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN) -restart
+
+# faultline (gateway, JetStream, worker as separate processes) against the
+# OpenTelemetry Collector with the ClickHouse exporter, same load and same
+# ClickHouse, in paired runs (about ten minutes); BENCH_PEER_FLAGS for more,
+# e.g. BENCH_PEER_FLAGS="-peer-rounds 3".
+bench-peer: build $(TELEMETRYGEN) $(OTELCOL_CH)
+	$(GO) run ./cmd/faultline-bench -bin $(BIN) -peer $(BENCH_PEER_FLAGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -60,6 +60,13 @@ func main() {
 	restart := flag.Bool("restart", false, "measure a correlator restart over a year of deploys instead (a few minutes)")
 	services := flag.Int("services", 1000, "with -restart: services with a deploy a day for a year")
 	flag.Parse()
+	if *natsServe != "" || *peerMode {
+		if err := peerMain(*bin); err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *restart {
 		b, _ := filepath.Abs(*bin)
 		if err := restartBench(b, *services); err != nil {

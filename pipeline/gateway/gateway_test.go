@@ -13,9 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 
@@ -248,10 +250,61 @@ func TestGRPC(t *testing.T) {
 	if _, err := client.Export(ctx, req); err != nil {
 		t.Fatalf("export: %v", err)
 	}
-	if n := streamMsgs(t, ns.JS, ns.Config.TelemetryStream); n != 1 {
-		t.Fatalf("telemetry stream holds %d, want 1", n)
+	mreq := pmetricotlp.NewExportRequestFromMetrics(otlptest.Metrics())
+	if _, err := pmetricotlp.NewGRPCClient(cc).Export(ctx, mreq); err != nil {
+		t.Fatalf("export metrics: %v", err)
+	}
+	if n := streamMsgs(t, ns.JS, ns.Config.TelemetryStream); n != 2 {
+		t.Fatalf("telemetry stream holds %d, want 2", n)
+	}
+	// The request's bytes are published as they came, on the signal's subject.
+	s, err := ns.JS.Stream(ctx, ns.Config.TelemetryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, _ := req.MarshalProto()
+	mb, _ := mreq.MarshalProto()
+	for seq, want := range map[uint64]struct {
+		subject string
+		body    []byte
+	}{1: {ns.Config.LogsSubject, lb}, 2: {ns.Config.MetricsSubject, mb}} {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != want.subject || !bytes.Equal(m.Data, want.body) || m.Header.Get("Content-Type") != "application/x-protobuf" {
+			t.Fatalf("message %d: subject %s, %d bytes, content type %q; want %s, the request's %d bytes",
+				seq, m.Subject, len(m.Data), m.Header.Get("Content-Type"), want.subject, len(want.body))
+		}
+	}
+	// Bytes that are not an export request are refused, and never stored.
+	for _, bad := range [][]byte{{0xff, 0xff}, {0x0a, 0x05, 0x01}, {0x10, 0x01}} {
+		err := cc.Invoke(ctx, "/opentelemetry.proto.collector.logs.v1.LogsService/Export", rawBytes(bad), new(emptyMsg), grpc.ForceCodecV2(bytesCodec{}))
+		if grpcstatus.Code(err) != codes.InvalidArgument {
+			t.Fatalf("export of % x: %v, want InvalidArgument", bad, err)
+		}
+	}
+	if n := streamMsgs(t, ns.JS, ns.Config.TelemetryStream); n != 2 {
+		t.Fatalf("telemetry stream holds %d after bad requests, want 2", n)
 	}
 }
+
+// rawBytes is a gRPC request sent as it is, through bytesCodec.
+type rawBytes []byte
+
+// emptyMsg takes any answer.
+type emptyMsg struct{}
+
+// bytesCodec sends rawBytes untouched and ignores answers.
+type bytesCodec struct{}
+
+func (bytesCodec) Name() string { return "proto" }
+
+func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(rawBytes))}, nil
+}
+
+func (bytesCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
 
 // TestNATSDown: with JetStream gone the gateway answers 503 with
 // Retry-After, recovers when it is back, and every request it answered 200

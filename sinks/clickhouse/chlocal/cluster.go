@@ -40,6 +40,9 @@ type Topology struct {
 	ZooKeeper []string
 	// InterserverPort is the port announced to replicas for part fetches.
 	InterserverPort int
+	// QueryLog keeps system.query_log and system.part_log, which the
+	// embedded defaults leave out, for benchmarks that read them.
+	QueryLog bool
 }
 
 var (
@@ -51,6 +54,16 @@ var (
 // it: names must be identifiers and addresses host:port, so nothing needs
 // XML escaping.
 func (t Topology) configXML() (string, error) {
+	var b strings.Builder
+	b.WriteString("<clickhouse>\n")
+	if t.QueryLog {
+		b.WriteString("\t<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>\n" +
+			"\t<part_log><database>system</database><table>part_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></part_log>\n")
+	}
+	if t.Name == "" && len(t.Shards) == 0 { // no cluster: a server of its own
+		b.WriteString("</clickhouse>\n")
+		return b.String(), nil
+	}
 	if !nameRE.MatchString(t.Name) {
 		return "", fmt.Errorf("local clickhouse: cluster name %q is not a plain identifier", t.Name)
 	}
@@ -70,8 +83,7 @@ func (t Topology) configXML() (string, error) {
 		}
 		return h, p, nil
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "<clickhouse>\n\t<remote_servers>\n\t\t<%s>\n", t.Name)
+	fmt.Fprintf(&b, "\t<remote_servers>\n\t\t<%s>\n", t.Name)
 	for i, shard := range t.Shards {
 		if len(shard) == 0 {
 			return "", fmt.Errorf("local clickhouse: cluster %s shard %d has no replicas", t.Name, i+1)

@@ -40,6 +40,9 @@ type Options struct {
 	// Topology, when set (instead of Cluster), is the whole cluster this
 	// server is a node of; StartCluster fills it in for each node.
 	Topology *Topology
+	// QueryLog keeps system.query_log and system.part_log, which the
+	// embedded defaults leave out, for benchmarks that read them.
+	QueryLog bool
 }
 
 // Server is a running local ClickHouse.
@@ -114,11 +117,16 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	s.HTTPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.http))
 	switch {
 	case o.Topology != nil:
-		if s.confDir, err = writeConfig(o.Dir, *o.Topology); err != nil {
+		top := *o.Topology
+		top.QueryLog = top.QueryLog || o.QueryLog
+		if s.confDir, err = writeConfig(o.Dir, top); err != nil {
 			return nil, err
 		}
-	case o.Cluster != "":
-		top := Topology{Name: o.Cluster, Shards: [][]string{{s.Addr}}, InternalReplication: true}
+	case o.Cluster != "" || o.QueryLog:
+		top := Topology{Name: o.Cluster, InternalReplication: true, QueryLog: o.QueryLog}
+		if o.Cluster != "" {
+			top.Shards = [][]string{{s.Addr}}
+		}
 		if s.confDir, err = writeConfig(o.Dir, top); err != nil {
 			return nil, err
 		}
