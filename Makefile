@@ -22,7 +22,14 @@ OTELCOL_MANIFEST := testdata/collector/builder.yaml
 OTELCOL_BUILDER := $(BIN)/builder
 OTELCOL := $(BIN)/otelcol
 
+# The nats-server release go.mod requires (the embedded server's code),
+# as a binary for the tests that run a cluster of separate server processes.
+NATS_SERVER_VERSION := $(shell awk '$$1 == "github.com/nats-io/nats-server/v2" {print $$2}' go.mod)
+NATS_SERVER := $(BIN)/nats-server
+
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
+export FAULTLINE_NATS_SERVER_BIN := $(CURDIR)/$(NATS_SERVER)
+export FAULTLINE_BIN := $(CURDIR)/$(BIN)/faultline
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
 export FAULTLINE_OTELCOL_BIN := $(CURDIR)/$(OTELCOL)
 
@@ -32,7 +39,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium
+.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium nats-server
 
 all: build
 
@@ -70,6 +77,12 @@ $(TELEMETRYGEN):
 	@mkdir -p $(BIN)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
 
+# Rebuilt when go.mod moves to another release.
+$(NATS_SERVER): go.mod
+	@mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	@touch $@
+
 $(OTELCOL_BUILDER):
 	@mkdir -p $(BIN)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_VERSION)
@@ -89,6 +102,8 @@ $(OTELCOL): $(OTELCOL_MANIFEST) | $(OTELCOL_BUILDER)
 
 otelcol: $(OTELCOL)
 
+nats-server: $(NATS_SERVER)
+
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "make: $(CHROMIUM) is missing and there is no apt-get to install Debian's chromium;"; \
 	  echo "      install Chromium and run make test CHROMIUM=/path/to/chromium"; exit 1; }
@@ -104,7 +119,7 @@ chromium: $(CHROMIUM)
 run: build
 	$(BIN)/faultline run
 
-test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM)
+test: build $(TELEMETRYGEN) $(OTELCOL) $(NATS_SERVER) $(CHROMIUM)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...
