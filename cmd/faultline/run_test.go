@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/faultline-dev/faultline/pipeline/replay"
 	"github.com/faultline-dev/faultline/processors/alert"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
@@ -31,42 +33,49 @@ func TestRunEndToEnd(t *testing.T) {
 	t.Setenv("FAULTLINE_WEBHOOK_SECRET", "hook-secret")
 	var alerts []string
 	got := runScenario(t, 0, 0, func() { alerts = hooks.list() })
-	want := []string{
-		"incident det checkout/production 10:12-10:30 ttr=1080 suspect=v1.1.0 restored=rollback",
-		"incident det search/production 10:40-10:50 ttr=600 suspect= restored=",
-		"incident det catalog/production 11:02-11:15 ttr=780 suspect=v5.0.0 restored=",
-		"incident det ledger/production 11:50-12:00 ttr=600 suspect= restored=",
-		"incident alertmanager payments/production 12:30-12:40 ttr=600 suspect= restored=",
-		"incident api checkout/production 13:20-13:50 ttr=1800 suspect= restored=",
-		"failure checkout/production v1.1.0 pinned=true rolledback=true",
-		"failure catalog/production v5.0.0 pinned=true rolledback=false",
-		"failure inventory/production v8 pinned=false rolledback=true",
-		"dora production/catalog deployments=2 failures=1 incidents=1",
-		"dora production/checkout deployments=3 failures=1 incidents=2",
-		"dora production/inventory deployments=3 failures=1 incidents=0",
-		"dora production/ledger deployments=0 failures=0 incidents=1",
-		"dora production/payments deployments=1 failures=0 incidents=1",
-		"dora production/search deployments=1 failures=0 incidents=1",
-		"dora staging/checkout deployments=1 failures=0 incidents=0",
-	}
+	want := referenceOutcome
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("scenario outcome:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// The alerts, signed, each once.
-	wantAlerts := []string{
-		"deploy.rolled_back inventory v8",
-		"incident.correlated catalog v5.0.0",
-		"incident.correlated checkout v1.1.0",
-		"incident.resolved alertmanager payments",
-		"incident.resolved api checkout",
-		"incident.resolved detected catalog",
-		"incident.resolved detected checkout",
-		"incident.resolved detected ledger",
-		"incident.resolved detected search",
-	}
+	wantAlerts := referenceAlerts
 	if strings.Join(alerts, "\n") != strings.Join(wantAlerts, "\n") {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(alerts, "\n"), strings.Join(wantAlerts, "\n"))
 	}
+}
+
+// referenceOutcome is what the reference scenario (replay.Scenario(1)) must
+// give, as outcome lines: its known truth, whatever the deployment.
+var referenceOutcome = []string{
+	"incident det checkout/production 10:12-10:30 ttr=1080 suspect=v1.1.0 restored=rollback",
+	"incident det search/production 10:40-10:50 ttr=600 suspect= restored=",
+	"incident det catalog/production 11:02-11:15 ttr=780 suspect=v5.0.0 restored=",
+	"incident det ledger/production 11:50-12:00 ttr=600 suspect= restored=",
+	"incident alertmanager payments/production 12:30-12:40 ttr=600 suspect= restored=",
+	"incident api checkout/production 13:20-13:50 ttr=1800 suspect= restored=",
+	"failure checkout/production v1.1.0 pinned=true rolledback=true",
+	"failure catalog/production v5.0.0 pinned=true rolledback=false",
+	"failure inventory/production v8 pinned=false rolledback=true",
+	"dora production/catalog deployments=2 failures=1 incidents=1",
+	"dora production/checkout deployments=3 failures=1 incidents=2",
+	"dora production/inventory deployments=3 failures=1 incidents=0",
+	"dora production/ledger deployments=0 failures=0 incidents=1",
+	"dora production/payments deployments=1 failures=0 incidents=1",
+	"dora production/search deployments=1 failures=0 incidents=1",
+	"dora staging/checkout deployments=1 failures=0 incidents=0",
+}
+
+// referenceAlerts are the alerts it raises, each delivered once.
+var referenceAlerts = []string{
+	"deploy.rolled_back inventory v8",
+	"incident.correlated catalog v5.0.0",
+	"incident.correlated checkout v1.1.0",
+	"incident.resolved alertmanager payments",
+	"incident.resolved api checkout",
+	"incident.resolved detected catalog",
+	"incident.resolved detected checkout",
+	"incident.resolved detected ledger",
+	"incident.resolved detected search",
 }
 
 // hookReceiver is a webhook endpoint that checks signatures and keeps one
@@ -316,8 +325,13 @@ func startRun(t *testing.T, env map[string]string) (ctx context.Context, s *stac
 
 // outcome reads incidents, change failures and DORA rows as lines.
 func outcome(t *testing.T, ctx context.Context, s *stack) []string {
+	return readOutcome(t, ctx, s.ch)
+}
+
+// readOutcome is outcome read through any connection to the database.
+func readOutcome(t *testing.T, ctx context.Context, ch driver.Conn) []string {
 	var out []string
-	rows, err := s.ch.Query(ctx, `SELECT Source, Service, Environment, formatDateTime(StartedAt, '%H:%i'), ifNull(formatDateTime(ResolvedAt, '%H:%i'), ''),
+	rows, err := ch.Query(ctx, `SELECT Source, Service, Environment, formatDateTime(StartedAt, '%H:%i'), ifNull(formatDateTime(ResolvedAt, '%H:%i'), ''),
 		ifNull(toString(TimeToRestoreSeconds), ''), SuspectVersion, if(RestoredByDeployId = '', '', ifNull((SELECT any(Type) FROM deploys FINAL WHERE DeployId = RestoredByDeployId), '?'))
 		FROM incidents FINAL ORDER BY StartedAt, IncidentId`)
 	if err != nil {
@@ -334,7 +348,7 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 		out = append(out, fmt.Sprintf("incident %s %s/%s %s-%s ttr=%s suspect=%s restored=%s", src, svc, env, start, end, ttr, suspect, restored))
 	}
 	rows.Close()
-	rows, err = s.ch.Query(ctx, `SELECT Service, Environment, Version, FailureReason LIKE '%top suspect%', RolledBackBy != '' FROM deploys FINAL WHERE ChangeFailure ORDER BY DeployedAt`)
+	rows, err = ch.Query(ctx, `SELECT Service, Environment, Version, FailureReason LIKE '%top suspect%', RolledBackBy != '' FROM deploys FINAL WHERE ChangeFailure ORDER BY DeployedAt`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +361,7 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 		out = append(out, fmt.Sprintf("failure %s/%s %s pinned=%v rolledback=%v", svc, env, ver, pinned, rb))
 	}
 	rows.Close()
-	rows, err = s.ch.Query(ctx, `SELECT Environment, Service, Deployments, ChangeFailures, Incidents FROM dora_summary ORDER BY Environment, Service`)
+	rows, err = ch.Query(ctx, `SELECT Environment, Service, Deployments, ChangeFailures, Incidents FROM dora_summary ORDER BY Environment, Service`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,10 +383,16 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 // incident straight from the incidents table, against otel_logs.IncidentId.
 func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
 	t.Helper()
-	if err := s.ch.Exec(ctx, "SYSTEM RELOAD DICTIONARY incident_spans"); err != nil {
+	checkIncidentIDsIn(t, ctx, s.ch)
+}
+
+// checkIncidentIDsIn is checkIncidentIDs through any connection.
+func checkIncidentIDsIn(t *testing.T, ctx context.Context, ch driver.Conn) {
+	t.Helper()
+	if err := ch.Exec(ctx, "SYSTEM RELOAD DICTIONARY incident_spans"); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.ch.Query(ctx, `SELECT IncidentId, Service, Environment, StartedAt, ResolvedAt FROM incidents FINAL ORDER BY StartedAt`)
+	rows, err := ch.Query(ctx, `SELECT IncidentId, Service, Environment, StartedAt, ResolvedAt FROM incidents FINAL ORDER BY StartedAt`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,11 +417,11 @@ func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
 			end = *sp.end
 		}
 		var want, got uint64
-		if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = ? AND ResourceAttributes['deployment.environment.name'] = ?
+		if err := ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = ? AND ResourceAttributes['deployment.environment.name'] = ?
 			AND Timestamp >= ? AND Timestamp < ?`, sp.svc, sp.env, sp.start, end).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId = ?`, sp.id).Scan(&got); err != nil {
+		if err := ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId = ?`, sp.id).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != want {
@@ -410,7 +430,7 @@ func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
 		inside += want
 	}
 	var stamped uint64
-	if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId != ''`).Scan(&stamped); err != nil {
+	if err := ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId != ''`).Scan(&stamped); err != nil {
 		t.Fatal(err)
 	}
 	if stamped != inside {

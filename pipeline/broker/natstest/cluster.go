@@ -320,3 +320,36 @@ func (c *Cluster) StreamLeader(ctx context.Context, js jetstream.JetStream, name
 	}
 	return i, nil
 }
+
+// StreamState returns the messages and last sequence of stream name in
+// server i's own replica, from its /jsz: a restarted server that caught up
+// reports what its peers do.
+func (c *Cluster) StreamState(i int, name string) (msgs, lastSeq uint64, err error) {
+	resp, err := http.Get(c.Nodes[i].MonitorURL + "/jsz?streams=true")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name  string `json:"name"`
+				State struct {
+					Msgs    uint64 `json:"messages"`
+					LastSeq uint64 `json:"last_seq"`
+				} `json:"state"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		return 0, 0, fmt.Errorf("%s /jsz: %w", c.Nodes[i].Name, err)
+	}
+	for _, a := range jsz.Accounts {
+		for _, s := range a.Streams {
+			if s.Name == name {
+				return s.State.Msgs, s.State.LastSeq, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("%s holds no replica of stream %s", c.Nodes[i].Name, name)
+}
