@@ -43,7 +43,8 @@ import (
 // sends the reference scenario through both gateways, in order, alongside
 // a stream of uniquely numbered log records over OTLP/HTTP and OTLP/gRPC,
 // and while data flows kills with SIGKILL the NATS server leading the
-// TELEMETRY stream and one worker, then starts that server again.
+// TELEMETRY stream and one worker, starts a new worker while the server is
+// down, then starts that server again.
 //
 // Clients retry refused requests as a Collector does. In the end every
 // record a gateway accepted is in otel_logs exactly once, the scenario
@@ -153,15 +154,13 @@ func TestNATSClusterFailover(t *testing.T) {
 		scenarioDone <- nil
 	}()
 
-	// Uniquely numbered records beside it, over HTTP and gRPC to both
-	// gateways, until the scenario is sent.
+	// Uniquely numbered records beside it, over HTTP and over gRPC, each
+	// alternating between the gateways, until the scenario is sent.
 	load := &loadGen{stop: make(chan struct{})}
 	var wg sync.WaitGroup
-	for i, g := range gateways {
-		wg.Add(2)
-		go func() { defer wg.Done(); load.http(t, ctx, fmt.Sprintf("h%d", i), g.gateway) }()
-		go func() { defer wg.Done(); load.grpc(t, ctx, fmt.Sprintf("g%d", i), g.grpc) }()
-	}
+	wg.Add(2)
+	go func() { defer wg.Done(); load.http(t, ctx, "h", gateways[0].gateway, gateways[1].gateway) }()
+	go func() { defer wg.Done(); load.grpc(t, ctx, "g", gateways[0].grpc, gateways[1].grpc) }()
 
 	waitSent := func(frac float64) {
 		for float64(sent.Load()) < frac*float64(len(reqs)) {
@@ -183,6 +182,8 @@ func TestNATSClusterFailover(t *testing.T) {
 	workers[0].kill()
 	t.Logf("at %d of %d requests: killed nats-server %s (TELEMETRY leader; meta leader was %s) and %s",
 		sent.Load(), len(reqs), cl.Nodes[leader].Name, cl.Nodes[max(meta, 0)].Name, workers[0].name)
+	// A worker started with a server down (and in the URL list) joins in.
+	procs.start(t, bin, "worker", "worker-3", env).waitReady(t, ctx)
 	waitSent(0.6)
 	if err := cl.Restart(ctx, leader); err != nil {
 		t.Fatal(err)
@@ -344,9 +345,10 @@ func (l *loadGen) retry(ctx context.Context) bool {
 	}
 }
 
-func (l *loadGen) http(t *testing.T, ctx context.Context, name, addr string) {
+func (l *loadGen) http(t *testing.T, ctx context.Context, name string, addrs ...string) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	for i := 0; !l.stopped(); i++ {
+		addr := addrs[i%len(addrs)]
 		body, err := plogotlp.NewExportRequestFromLogs(l.request(fmt.Sprintf("%s-%d", name, i))).MarshalProto()
 		if err != nil {
 			t.Error(err)
@@ -375,15 +377,19 @@ func (l *loadGen) http(t *testing.T, ctx context.Context, name, addr string) {
 	}
 }
 
-func (l *loadGen) grpc(t *testing.T, ctx context.Context, name, addr string) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Error(err)
-		return
+func (l *loadGen) grpc(t *testing.T, ctx context.Context, name string, addrs ...string) {
+	var clients []plogotlp.GRPCClient
+	for _, addr := range addrs {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer cc.Close()
+		clients = append(clients, plogotlp.NewGRPCClient(cc))
 	}
-	defer cc.Close()
-	client := plogotlp.NewGRPCClient(cc)
 	for i := 0; !l.stopped(); i++ {
+		client := clients[i%len(clients)]
 		req := plogotlp.NewExportRequestFromLogs(l.request(fmt.Sprintf("%s-%d", name, i)))
 		for {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
