@@ -39,7 +39,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium nats-server
+.PHONY: all build run test test-short test-cluster bench bench-live fmt vet clean deps chdb otelcol chromium nats-server
 
 all: build
 
@@ -123,6 +123,15 @@ test: build $(TELEMETRYGEN) $(OTELCOL) $(NATS_SERVER) $(CHROMIUM)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...
+
+# The multi-node run (one to two minutes): a three-server JetStream cluster,
+# two gateways, three workers and two correlators as separate processes,
+# SIGKILLs of a NATS server and a worker while data flows. make test runs
+# its smaller parts (a stream leader killed under a gateway; provisioning
+# without quorum) but not this one.
+test-cluster: build $(NATS_SERVER)
+	FAULTLINE_TEST_CLUSTER=1 $(GO) test -race -timeout 10m -count=1 -v \
+	  -run '^(TestNATSClusterFailover|TestLeaderKilled|TestProvisionWaitsForQuorum)$$' ./cmd/faultline ./pipeline/gateway ./pipeline/broker
 
 test-short: build
 	$(GO) test -short -count=1 ./...

@@ -51,8 +51,8 @@ import (
 // gives its known incidents, suspects, change failures and DORA rows, and
 // each alert reached the webhook once.
 func TestNATSClusterFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a NATS cluster and seven faultline processes")
+	if os.Getenv("FAULTLINE_TEST_CLUSTER") == "" || testing.Short() {
+		t.Skip("the multi-node run (a NATS cluster and seven faultline processes, one to two minutes): make test-cluster")
 	}
 	bin := faultlineBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
