@@ -158,6 +158,11 @@ func TestNATSClusterFailover(t *testing.T) {
 	// alternating between the gateways, until the scenario is sent.
 	load := &loadGen{stop: make(chan struct{})}
 	var wg sync.WaitGroup
+	var stopLoad sync.Once
+	endLoad := func() { stopLoad.Do(func() { close(load.stop) }); wg.Wait() }
+	// On a failure, the senders give up (they report to t, so before the
+	// test ends).
+	defer func() { cancel(); endLoad() }()
 	wg.Add(2)
 	go func() { defer wg.Done(); load.http(t, ctx, "h", gateways[0].gateway, gateways[1].gateway) }()
 	go func() { defer wg.Done(); load.grpc(t, ctx, "g", gateways[0].grpc, gateways[1].grpc) }()
@@ -192,8 +197,7 @@ func TestNATSClusterFailover(t *testing.T) {
 	if err := <-scenarioDone; err != nil {
 		t.Fatal(err)
 	}
-	close(load.stop)
-	wg.Wait()
+	endLoad()
 	if t.Failed() {
 		return
 	}
@@ -239,8 +243,11 @@ func TestNATSClusterFailover(t *testing.T) {
 	if alerts := hooks.list(); strings.Join(alerts, "\n") != strings.Join(referenceAlerts, "\n") {
 		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(alerts, "\n"), strings.Join(referenceAlerts, "\n"))
 	}
-	if hooks.bad > 0 {
-		t.Errorf("%d webhook deliveries with a bad signature", hooks.bad)
+	hooks.mu.Lock()
+	bad := hooks.bad
+	hooks.mu.Unlock()
+	if bad > 0 {
+		t.Errorf("%d webhook deliveries with a bad signature", bad)
 	}
 	t.Logf("%d records in otel_logs, each once; outcome and alerts as on one node", n)
 
