@@ -44,7 +44,13 @@ export FAULTLINE_HELM_BIN := $(CURDIR)/$(HELM)
 export FAULTLINE_KUBE_SCHEMA := $(KUBE_SCHEMA)
 export FAULTLINE_KUBERNETES_VERSION := $(KUBERNETES_VERSION)
 
+# The nats-server release go.mod requires (the embedded server's code),
+# as a binary for the tests that run a cluster of separate server processes.
+NATS_SERVER_VERSION := $(shell awk '$$1 == "github.com/nats-io/nats-server/v2" {print $$2}' go.mod)
+NATS_SERVER := $(BIN)/nats-server
+
 export FAULTLINE_CLICKHOUSE_BIN := $(CURDIR)/$(CH_BIN)
+export FAULTLINE_NATS_SERVER_BIN := $(CURDIR)/$(NATS_SERVER)
 # Tests that run faultline as separate processes start this build of it.
 export FAULTLINE_BIN := $(CURDIR)/$(BIN)/faultline
 export FAULTLINE_TELEMETRYGEN_BIN := $(CURDIR)/$(TELEMETRYGEN)
@@ -56,7 +62,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short test-cluster bench bench-live bench-restart bench-peer fmt vet clean deps chdb otelcol chromium kubetools
+.PHONY: all build run test test-short test-cluster bench bench-live bench-restart bench-peer fmt vet clean deps chdb otelcol chromium kubetools nats-server
 
 all: build
 
@@ -93,6 +99,12 @@ build: $(BIN)/faultline $(CH_BIN)
 $(TELEMETRYGEN):
 	@mkdir -p $(BIN)
 	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
+
+# Rebuilt when go.mod moves to another release.
+$(NATS_SERVER): go.mod
+	@mkdir -p $(BIN)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	@touch $@
 
 $(OTELCOL_BUILDER):
 	@mkdir -p $(BIN)
@@ -143,6 +155,8 @@ $(OTELCOL_CH): $(OTELCOL_CH_MANIFEST) | $(OTELCOL_BUILDER)
 	  cat .cache/otelcol-clickhouse.log; echo "make: building the Collector failed (log above)"; exit 1; }
 	@mv .cache/otelcol-clickhouse/otelcol-clickhouse $@
 
+nats-server: $(NATS_SERVER)
+
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "make: $(CHROMIUM) is missing and there is no apt-get to install Debian's chromium;"; \
 	  echo "      install Chromium and run make test CHROMIUM=/path/to/chromium"; exit 1; }
@@ -158,18 +172,26 @@ chromium: $(CHROMIUM)
 run: build
 	$(BIN)/faultline run
 
-test: build $(TELEMETRYGEN) $(OTELCOL) $(CHROMIUM) kubetools
+test: build $(TELEMETRYGEN) $(OTELCOL) $(NATS_SERVER) $(CHROMIUM) kubetools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m -count=1 ./...
 
+# The cluster runs: the ClickHouse tests on a local cluster of 2 shards x 2
+# replicas (four servers; make test runs them too), then the multi-node run
+# (one to two minutes): a three-server JetStream cluster,
+# two gateways, three workers and two correlators as separate processes,
+# SIGKILLs of a NATS server and a worker while data flows. make test runs
+# its smaller parts (a stream leader killed under a gateway; provisioning
+# without quorum) but not this one.
+test-cluster: build $(NATS_SERVER)
+	$(GO) test -race -count=1 -run '^TestSharded' ./sinks/clickhouse/
+	FAULTLINE_TEST_CLUSTER=1 $(GO) test -race -timeout 10m -count=1 -v \
+	  -run '^(TestNATSClusterFailover|TestLeaderKilled|TestProvisionWaitsForQuorum)$$' ./cmd/faultline ./pipeline/gateway ./pipeline/broker
+
 test-short: build
 	$(GO) test -short -count=1 ./...
 
-# Only the ClickHouse tests on a local cluster of 2 shards x 2 replicas (four
-# servers; make test runs them too, make test-short skips them).
-test-cluster: build
-	$(GO) test -race -count=1 -run '^TestSharded' ./sinks/clickhouse/
 	$(GO) test -race -count=1 -run '^(TestTelemetryWriteReadBackAndDedup|TestDoraViews|TestUIQueries|TestGrafanaDashboards)$$/^sharded$$' ./sinks/clickhouse/
 
 bench: build

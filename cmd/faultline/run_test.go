@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/faultline-dev/faultline/pipeline/replay"
 	"github.com/faultline-dev/faultline/processors/alert"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
@@ -31,17 +33,19 @@ func TestRunEndToEnd(t *testing.T) {
 	t.Setenv("FAULTLINE_WEBHOOK_SECRET", "hook-secret")
 	var alerts []string
 	got := runScenario(t, 0, 0, func() { alerts = hooks.list() })
-	if strings.Join(got, "\n") != strings.Join(referenceOutcome, "\n") {
-		t.Fatalf("scenario outcome:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(referenceOutcome, "\n"))
+	want := referenceOutcome
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("scenario outcome:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// The alerts, signed, each once.
-	if strings.Join(alerts, "\n") != strings.Join(referenceAlerts, "\n") {
-		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(alerts, "\n"), strings.Join(referenceAlerts, "\n"))
+	wantAlerts := referenceAlerts
+	if strings.Join(alerts, "\n") != strings.Join(wantAlerts, "\n") {
+		t.Fatalf("alerts:\n%s\nwant:\n%s", strings.Join(alerts, "\n"), strings.Join(wantAlerts, "\n"))
 	}
 }
 
-// referenceOutcome is what the reference scenario leaves in ClickHouse
-// (outcome): its incidents, change failures and DORA rows.
+// referenceOutcome is what the reference scenario (replay.Scenario(1)) must
+// give, as outcome lines: its known truth, whatever the deployment.
 var referenceOutcome = []string{
 	"incident det checkout/production 10:12-10:30 ttr=1080 suspect=v1.1.0 restored=rollback",
 	"incident det search/production 10:40-10:50 ttr=600 suspect= restored=",
@@ -61,8 +65,7 @@ var referenceOutcome = []string{
 	"dora staging/checkout deployments=1 failures=0 incidents=0",
 }
 
-// referenceAlerts are the alerts the reference scenario raises, as
-// hookReceiver lists them.
+// referenceAlerts are the alerts it raises, each delivered once.
 var referenceAlerts = []string{
 	"deploy.rolled_back inventory v8",
 	"incident.correlated catalog v5.0.0",
@@ -328,8 +331,13 @@ func startRun(t *testing.T, env map[string]string) (ctx context.Context, s *stac
 
 // outcome reads incidents, change failures and DORA rows as lines.
 func outcome(t *testing.T, ctx context.Context, s *stack) []string {
+	return readOutcome(t, ctx, s.ch)
+}
+
+// readOutcome is outcome read through any connection to the database.
+func readOutcome(t *testing.T, ctx context.Context, ch driver.Conn) []string {
 	var out []string
-	rows, err := s.ch.Query(ctx, `SELECT Source, Service, Environment, formatDateTime(StartedAt, '%H:%i'), ifNull(formatDateTime(ResolvedAt, '%H:%i'), ''),
+	rows, err := ch.Query(ctx, `SELECT Source, Service, Environment, formatDateTime(StartedAt, '%H:%i'), ifNull(formatDateTime(ResolvedAt, '%H:%i'), ''),
 		ifNull(toString(TimeToRestoreSeconds), ''), SuspectVersion, if(RestoredByDeployId = '', '', ifNull((SELECT any(Type) FROM deploys FINAL WHERE DeployId = RestoredByDeployId), '?'))
 		FROM incidents FINAL ORDER BY StartedAt, IncidentId`)
 	if err != nil {
@@ -346,7 +354,7 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 		out = append(out, fmt.Sprintf("incident %s %s/%s %s-%s ttr=%s suspect=%s restored=%s", src, svc, env, start, end, ttr, suspect, restored))
 	}
 	rows.Close()
-	rows, err = s.ch.Query(ctx, `SELECT Service, Environment, Version, FailureReason LIKE '%top suspect%', RolledBackBy != '' FROM deploys FINAL WHERE ChangeFailure ORDER BY DeployedAt`)
+	rows, err = ch.Query(ctx, `SELECT Service, Environment, Version, FailureReason LIKE '%top suspect%', RolledBackBy != '' FROM deploys FINAL WHERE ChangeFailure ORDER BY DeployedAt`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +367,7 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 		out = append(out, fmt.Sprintf("failure %s/%s %s pinned=%v rolledback=%v", svc, env, ver, pinned, rb))
 	}
 	rows.Close()
-	rows, err = s.ch.Query(ctx, `SELECT Environment, Service, Deployments, ChangeFailures, Incidents FROM dora_summary ORDER BY Environment, Service`)
+	rows, err = ch.Query(ctx, `SELECT Environment, Service, Deployments, ChangeFailures, Incidents FROM dora_summary ORDER BY Environment, Service`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,10 +389,16 @@ func outcome(t *testing.T, ctx context.Context, s *stack) []string {
 // incident straight from the incidents table, against otel_logs.IncidentId.
 func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
 	t.Helper()
-	if err := s.ch.Exec(ctx, "SYSTEM RELOAD DICTIONARY incident_spans"); err != nil {
+	checkIncidentIDsIn(t, ctx, s.ch)
+}
+
+// checkIncidentIDsIn is checkIncidentIDs through any connection.
+func checkIncidentIDsIn(t *testing.T, ctx context.Context, ch driver.Conn) {
+	t.Helper()
+	if err := ch.Exec(ctx, "SYSTEM RELOAD DICTIONARY incident_spans"); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.ch.Query(ctx, `SELECT IncidentId, Service, Environment, StartedAt, ResolvedAt FROM incidents FINAL ORDER BY StartedAt`)
+	rows, err := ch.Query(ctx, `SELECT IncidentId, Service, Environment, StartedAt, ResolvedAt FROM incidents FINAL ORDER BY StartedAt`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,11 +423,11 @@ func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
 			end = *sp.end
 		}
 		var want, got uint64
-		if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = ? AND ResourceAttributes['deployment.environment.name'] = ?
+		if err := ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE ServiceName = ? AND ResourceAttributes['deployment.environment.name'] = ?
 			AND Timestamp >= ? AND Timestamp < ?`, sp.svc, sp.env, sp.start, end).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId = ?`, sp.id).Scan(&got); err != nil {
+		if err := ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId = ?`, sp.id).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != want {
@@ -422,7 +436,7 @@ func checkIncidentIDs(t *testing.T, ctx context.Context, s *stack) {
 		inside += want
 	}
 	var stamped uint64
-	if err := s.ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId != ''`).Scan(&stamped); err != nil {
+	if err := ch.QueryRow(ctx, `SELECT count() FROM otel_logs WHERE IncidentId != ''`).Scan(&stamped); err != nil {
 		t.Fatal(err)
 	}
 	if stamped != inside {

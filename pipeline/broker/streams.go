@@ -114,31 +114,39 @@ func Streams(c Config) []jetstream.StreamConfig {
 // Running it again with the same definitions changes nothing. A change that
 // JetStream cannot apply in place (storage type, a smaller replica set on
 // some versions, retention policy) fails with an error naming the stream.
+// On a cluster it waits out leader elections and a server down (Retry).
 func Provision(ctx context.Context, js jetstream.JetStream, defs []jetstream.StreamConfig, log *slog.Logger) error {
 	for _, want := range defs {
-		s, err := js.Stream(ctx, want.Name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			if _, err := js.CreateStream(ctx, want); err != nil {
-				return fmt.Errorf("create stream %s: %w", want.Name, err)
-			}
-			if log != nil {
-				log.Info("created stream", "stream", want.Name, "subjects", want.Subjects)
-			}
-			continue
-		case err != nil:
-			return fmt.Errorf("look up stream %s: %w", want.Name, err)
+		if err := Retry(ctx, log, "stream "+want.Name, func(ctx context.Context) error { return provision(ctx, js, want, log) }); err != nil {
+			return err
 		}
-		have := s.CachedInfo().Config
-		if sameStream(have, want) {
-			continue
-		}
-		if _, err := js.UpdateStream(ctx, want); err != nil {
-			return fmt.Errorf("update stream %s to the configured settings (NATS cannot change some settings in place, such as storage or retention; migrate the stream by hand): %w", want.Name, err)
+	}
+	return nil
+}
+
+func provision(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) error {
+	s, err := js.Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("create stream %s: %w", want.Name, err)
 		}
 		if log != nil {
-			log.Info("updated stream", "stream", want.Name)
+			log.Info("created stream", "stream", want.Name, "subjects", want.Subjects)
 		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	if sameStream(have, want) {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("update stream %s to the configured settings (NATS cannot change some settings in place, such as storage or retention; migrate the stream by hand): %w", want.Name, err)
+	}
+	if log != nil {
+		log.Info("updated stream", "stream", want.Name)
 	}
 	return nil
 }

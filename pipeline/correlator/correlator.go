@@ -219,9 +219,12 @@ func (c *Correlator) Run(ctx context.Context) (err error) {
 	if c.nextSeq == 0 {
 		c.nextSeq = 1
 	}
-	c.sent, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: "faultline_alerts_sent", Description: "ids of alerts already published", History: 1,
-		TTL: 30 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: c.nats.Replicas,
+	err = broker.Retry(ctx, c.log, "bucket faultline_alerts_sent", func(ctx context.Context) (err error) {
+		c.sent, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: "faultline_alerts_sent", Description: "ids of alerts already published", History: 1,
+			TTL: 30 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: c.nats.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("alerts bucket: %w", err)

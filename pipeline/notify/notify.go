@@ -86,14 +86,18 @@ func (n *Notifier) Run(ctx context.Context) error {
 	errs := make(chan error, len(n.targets))
 	for i := range n.targets {
 		t := &n.targets[i]
-		cons, err := n.js.CreateOrUpdateConsumer(ctx, n.nats.AlertsStream, jetstream.ConsumerConfig{
-			Durable:       "faultline-webhook-" + t.Name,
-			Description:   "webhook deliveries to " + t.Name,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       time.Duration(t.Timeout) + 30*time.Second,
-			MaxAckPending: 1,
-			MaxDeliver:    -1,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
+		var cons jetstream.Consumer
+		err := broker.Retry(ctx, n.log, "consumer faultline-webhook-"+t.Name, func(ctx context.Context) (err error) {
+			cons, err = n.js.CreateOrUpdateConsumer(ctx, n.nats.AlertsStream, jetstream.ConsumerConfig{
+				Durable:       "faultline-webhook-" + t.Name,
+				Description:   "webhook deliveries to " + t.Name,
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       time.Duration(t.Timeout) + 30*time.Second,
+				MaxAckPending: 1,
+				MaxDeliver:    -1,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("webhook consumer for %s: %w", t.Name, err)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
 )
 
 // entry is one in-flight batch in the ledger: exactly which stream
@@ -49,14 +51,18 @@ type ledger struct {
 }
 
 func openLedger(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*ledger, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: "faultline in-flight insert batches (exactly-once ledger)",
-		History:     1,
-		// Entries live minutes; the TTL only bounds the delete markers.
-		TTL:      24 * time.Hour,
-		Storage:  jetstream.FileStorage,
-		Replicas: replicas,
+	var kv jetstream.KeyValue
+	err := broker.Retry(ctx, nil, "bucket "+bucket, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      bucket,
+			Description: "faultline in-flight insert batches (exactly-once ledger)",
+			History:     1,
+			// Entries live minutes; the TTL only bounds the delete markers.
+			TTL:      24 * time.Hour,
+			Storage:  jetstream.FileStorage,
+			Replicas: replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger bucket %s: %w", bucket, err)

@@ -125,20 +125,26 @@ func (w *Worker) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.stream, err = w.js.Stream(ctx, w.o.NATS.TelemetryStream)
+	err = broker.Retry(ctx, w.log, "stream "+w.o.NATS.TelemetryStream, func(ctx context.Context) (err error) {
+		w.stream, err = w.js.Stream(ctx, w.o.NATS.TelemetryStream)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("telemetry stream %s: %w", w.o.NATS.TelemetryStream, err)
 	}
 	n := w.o.NATS
-	w.cons, err = w.js.CreateOrUpdateConsumer(ctx, n.TelemetryStream, jetstream.ConsumerConfig{
-		Durable:        w.o.Config.Consumer,
-		Description:    "faultline workers: OTLP into ClickHouse",
-		FilterSubjects: []string{n.LogsSubject, n.LogsSubject + ".>", n.MetricsSubject, n.MetricsSubject + ".>"},
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        w.o.Config.AckWait,
-		MaxAckPending:  w.o.Config.MaxAckPending,
-		MaxDeliver:     -1,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	err = broker.Retry(ctx, w.log, "consumer "+w.o.Config.Consumer, func(ctx context.Context) (err error) {
+		w.cons, err = w.js.CreateOrUpdateConsumer(ctx, n.TelemetryStream, jetstream.ConsumerConfig{
+			Durable:        w.o.Config.Consumer,
+			Description:    "faultline workers: OTLP into ClickHouse",
+			FilterSubjects: []string{n.LogsSubject, n.LogsSubject + ".>", n.MetricsSubject, n.MetricsSubject + ".>"},
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        w.o.Config.AckWait,
+			MaxAckPending:  w.o.Config.MaxAckPending,
+			MaxDeliver:     -1,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", w.o.Config.Consumer, err)
