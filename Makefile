@@ -32,7 +32,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short bench bench-live fmt vet clean deps chdb otelcol chromium
+.PHONY: all build run test test-short bench bench-live bench-soak fmt vet clean deps chdb otelcol chromium
 
 all: build
 
@@ -118,6 +118,11 @@ bench: build
 # Detection and alert latency on live telemetry (about five minutes).
 bench-live: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN) -live
+
+# Cost per interval over 100M log records through gateway, JetStream,
+# worker and ClickHouse (10-20 minutes; needs about 10 GB of disk).
+bench-soak: build
+	$(GO) run ./cmd/faultline-bench -bin $(BIN) -soak $(SOAK)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -14,7 +14,8 @@
 //     protobuf requests of 1000 records from a load generator here,
 //     against publishing the same bytes to JetStream directly.
 //
-// make bench runs it; -records sets the size (default 2,000,000).
+// make bench runs it; -records sets the size (default 2,000,000). make
+// bench-soak runs -soak (soak.go): cost per interval over 100M records.
 package main
 
 import (
@@ -58,6 +59,13 @@ func main() {
 	flag.StringVar(&profile, "profile", "", "write the worker's CPU profile (3 s from 1 s in) and a heap profile to `prefix`.cpu.pprof and prefix.heap.pprof")
 	live := flag.Bool("live", false, "measure detection and alert latency on live telemetry instead (about five minutes)")
 	flag.Parse()
+	if *soak || *soakNATS != "" {
+		if err := soakMain(*bin); err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *live {
 		b, _ := filepath.Abs(*bin)
 		if err := liveLatency(b); err != nil {
