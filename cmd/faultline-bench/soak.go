@@ -103,6 +103,7 @@ type sample struct {
 	cpu       []time.Duration // per soakProc, then this process (the load generator)
 	rss       []float64       // MB, per soakProc
 	parts     uint64          // active parts of otel_logs
+	merged    uint64          // rows ClickHouse has merged so far (the MergedRows event)
 }
 
 func runSoak(bin string, records, interval int) error {
@@ -202,6 +203,13 @@ func runSoak(bin string, records, interval int) error {
 
 	var accepted, committed atomic.Uint64
 	var next atomic.Int64
+	// stopping ends the run early (SIGINT or SIGTERM): the senders take
+	// no new request, the pipeline drains, and the intervals done so far
+	// are judged.
+	var stopping atomic.Bool
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	requests := int64(records / perMsg)
 	errc := make(chan error, *soakSenders)
 	var wg sync.WaitGroup
@@ -213,7 +221,7 @@ func runSoak(bin string, records, interval int) error {
 		go func() {
 			defer wg.Done()
 			bufs := gen.buffers()
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && !stopping.Load() {
 				k := next.Add(1) - 1
 				if k >= requests {
 					return
@@ -248,6 +256,7 @@ func runSoak(bin string, records, interval int) error {
 		}
 		s.cpu = append(s.cpu, otlptest.CPUTime())
 		_ = db.QueryRow(ctx, "SELECT count() FROM system.parts WHERE active AND database = currentDatabase() AND table = 'otel_logs'").Scan(&s.parts)
+		_ = db.QueryRow(ctx, "SELECT sum(value) FROM system.events WHERE event = 'MergedRows'").Scan(&s.merged)
 		return s
 	}
 	samples := []sample{take(0)}
@@ -255,6 +264,7 @@ func runSoak(bin string, records, interval int) error {
 	boundary := uint64(interval)
 	prof := profile != ""
 	deadline := time.Now().Add(6 * time.Hour)
+	var drained atomic.Bool // when stopping: the senders have finished
 	for {
 		n, err := count()
 		if err != nil {
@@ -277,7 +287,24 @@ func runSoak(bin string, records, interval int) error {
 			wg.Wait()
 			return err
 		}
-		if n >= boundary || n >= uint64(records) {
+		select {
+		case <-sig:
+			if !stopping.Load() {
+				fmt.Fprintln(os.Stderr, "soak: stopping early; draining what the gateway accepted")
+				if prof {
+					soakProfiles(addr("wadmin"), fmt.Sprintf("%s.%dM", profile, n/1_000_000))
+				}
+				stopping.Store(true)
+				go func() { wg.Wait(); drained.Store(true) }()
+			}
+		default:
+		}
+		if drained.Load() && n >= accepted.Load() {
+			// The partial interval is printed, not judged.
+			printInterval(procs, samples[len(samples)-1], take(n), accepted.Load())
+			break
+		}
+		if !stopping.Load() && (n >= boundary || n >= uint64(records)) {
 			s := take(n)
 			samples = append(samples, s)
 			printInterval(procs, samples[len(samples)-2], s, accepted.Load())
@@ -319,7 +346,7 @@ func runSoak(bin string, records, interval int) error {
 		}
 	}
 	fmt.Printf("accepted %d records, ClickHouse holds %d, dead letters %d: ", accepted.Load(), n, dead)
-	if n != accepted.Load() || n != uint64(records) || dead != 0 {
+	if n != accepted.Load() || (n != uint64(records) && !stopping.Load()) || dead != 0 {
 		fmt.Println("MISMATCH")
 		return fmt.Errorf("soak: accepted %d, committed %d of %d, %d dead letters", accepted.Load(), n, records, dead)
 	}
@@ -497,7 +524,7 @@ func procRSS(pid int) float64 {
 
 func printHeader(procs []soakProc) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-11s %9s %8s", "records", "rec/s", "parts")
+	fmt.Fprintf(&b, "%-11s %9s %6s %7s", "records", "rec/s", "parts", "merged")
 	for _, p := range procs {
 		fmt.Fprintf(&b, " %10s", p.name)
 	}
@@ -506,13 +533,15 @@ func printHeader(procs []soakProc) {
 		fmt.Fprintf(&b, " %10s", p.name)
 	}
 	fmt.Println(b.String())
-	fmt.Println(strings.Repeat(" ", 30) + "CPU-us per record")
+	fmt.Println(strings.Repeat(" ", 37) + "CPU-us per record")
 }
 
 func printInterval(procs []soakProc, a, b sample, accepted uint64) {
 	n := float64(b.committed - a.committed)
 	var s strings.Builder
-	fmt.Fprintf(&s, "%-11d %9.0f %8d", b.committed, n/b.at.Sub(a.at).Seconds(), b.parts)
+	// merged: rows ClickHouse merged per record committed (write
+	// amplification of the MergeTree).
+	fmt.Fprintf(&s, "%-11d %9.0f %6d %7.2f", b.committed, n/b.at.Sub(a.at).Seconds(), b.parts, float64(b.merged-a.merged)/n)
 	var total time.Duration
 	for i := range b.cpu {
 		d := b.cpu[i] - a.cpu[i]
