@@ -120,7 +120,9 @@ bench-live: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN) -live
 
 # Cost per interval over 100M log records through gateway, JetStream,
-# worker and ClickHouse (10-20 minutes; needs about 10 GB of disk).
+# worker and ClickHouse (hours on a busy machine; up to 4 GB of stream on
+# disk plus ClickHouse's data). SOAK='-soak-records N -soak-interval M'
+# runs a shorter one.
 bench-soak: build
 	$(GO) run ./cmd/faultline-bench -bin $(BIN) -soak $(SOAK)
 
