@@ -62,7 +62,7 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export FAULTLINE_CHROMIUM_BIN := $(CHROMIUM)
 
-.PHONY: all build run test test-short test-cluster bench bench-live bench-restart bench-peer fmt vet clean deps chdb otelcol chromium kubetools nats-server
+.PHONY: all build run test test-short test-cluster bench bench-live bench-restart bench-peer bench-soak fmt vet clean deps chdb otelcol chromium kubetools nats-server
 
 all: build
 
@@ -212,6 +212,13 @@ bench-restart: build
 # e.g. BENCH_PEER_FLAGS="-peer-rounds 3".
 bench-peer: build $(TELEMETRYGEN) $(OTELCOL_CH)
 	$(GO) run ./cmd/faultline-bench -bin $(BIN) -peer $(BENCH_PEER_FLAGS)
+
+# Cost per interval over 100M log records through gateway, JetStream,
+# worker and ClickHouse (hours on a busy machine; up to 4 GB of stream on
+# disk plus ClickHouse's data). SOAK='-soak-records N -soak-interval M'
+# runs a shorter one.
+bench-soak: build
+	$(GO) run ./cmd/faultline-bench -bin $(BIN) -soak $(SOAK)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

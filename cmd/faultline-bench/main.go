@@ -14,7 +14,8 @@
 //     protobuf requests of 1000 records from a load generator here,
 //     against publishing the same bytes to JetStream directly.
 //
-// make bench runs it; -records sets the size (default 2,000,000).
+// make bench runs it; -records sets the size (default 2,000,000). make
+// bench-soak runs -soak (soak.go): cost per interval over 100M records.
 package main
 
 import (
@@ -60,6 +61,13 @@ func main() {
 	restart := flag.Bool("restart", false, "measure a correlator restart over a year of deploys instead (a few minutes)")
 	services := flag.Int("services", 1000, "with -restart: services with a deploy a day for a year")
 	flag.Parse()
+	if *soak {
+		if err := soakMain(*bin); err != nil {
+			fmt.Fprintln(os.Stderr, "faultline-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *natsServe != "" || *peerMode {
 		if err := peerMain(*bin); err != nil {
 			fmt.Fprintln(os.Stderr, "faultline-bench:", err)

@@ -245,6 +245,14 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// Pid is the server process's id (the current one, after a restart), so
+// a benchmark can read its CPU time and resident set from /proc.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd.Process.Pid
+}
+
 // Done is closed when the server has stopped for good.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
