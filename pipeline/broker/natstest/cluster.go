@@ -104,7 +104,7 @@ max_payload: 8388608
 jetstream {
   store_dir: %q
   max_memory_store: 256MB
-  max_file_store: 4GB
+  max_file_store: 64GB
 }
 cluster {
   name: "faultline-test"
