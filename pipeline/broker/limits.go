@@ -34,7 +34,13 @@ func TelemetryMaxBytes(ctx context.Context, js jetstream.JetStream, c Config, se
 	case c.TelemetryMaxBytes < -1:
 		return 0, fmt.Errorf("FAULTLINE_NATS_TELEMETRY_MAX_BYTES: %d, want a size in bytes, 0 or -1", c.TelemetryMaxBytes)
 	}
-	ai, err := js.AccountInfo(ctx)
+	// Through Retry: a role started while the cluster elects its meta
+	// leader gets no answer for a while, like its other start-up calls.
+	var ai *jetstream.AccountInfo
+	err := Retry(ctx, nil, "account info", func(ctx context.Context) (err error) {
+		ai, err = js.AccountInfo(ctx)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("jetstream account info, to size the telemetry stream (or set FAULTLINE_NATS_TELEMETRY_MAX_BYTES): %w", err)
 	}
