@@ -17,6 +17,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/processors/correlate"
 	"github.com/faultline-dev/faultline/processors/deploys"
 	"github.com/faultline-dev/faultline/processors/detect"
@@ -248,9 +249,13 @@ func (c *Correlator) openCheckpoints(ctx context.Context) error {
 	if c.cfg.CheckpointInterval <= 0 {
 		return nil
 	}
-	store, err := c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: c.cfg.CheckpointBucket, Description: "the correlator's state and how far it has read its streams",
-		Storage: jetstream.FileStorage, Replicas: c.nats.Replicas,
+	var store jetstream.ObjectStore
+	err := broker.Retry(ctx, c.log, "bucket "+c.cfg.CheckpointBucket, func(ctx context.Context) (err error) {
+		store, err = c.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: c.cfg.CheckpointBucket, Description: "the correlator's state and how far it has read its streams",
+			Storage: jetstream.FileStorage, Replicas: c.nats.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("checkpoint bucket %s: %w", c.cfg.CheckpointBucket, err)

@@ -104,9 +104,13 @@ func NewLease(ctx context.Context, js jetstream.JetStream, n broker.Config, c Le
 	if !leaseName.MatchString(name) {
 		return nil, fmt.Errorf("lease name %q: want lower-case letters, digits and _ (it names a key and metrics)", name)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, Description: "leases: which process may act", History: 1,
-		TTL: c.TTL, Storage: jetstream.FileStorage, Replicas: n.Replicas,
+	var kv jetstream.KeyValue
+	err := broker.Retry(ctx, log, "bucket "+LeaseBucket, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: LeaseBucket, Description: "leases: which process may act", History: 1,
+			TTL: c.TTL, Storage: jetstream.FileStorage, Replicas: n.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
