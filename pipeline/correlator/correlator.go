@@ -21,8 +21,9 @@
 // processors/correlate), so the same streams give the same tables however
 // many workers produced the aggregates and in whatever order they arrived
 // within the allowed lateness, and whether or not the correlator restarted
-// in between. Run one correlator; a second one would compute the same rows
-// and is harmless, which makes a standby cheap.
+// in between. Several correlator processes share the work by a lease
+// (lease.go): the one holding it runs a Correlator, the others stand by
+// and take over from the checkpoint when it stops renewing.
 package correlator
 
 import (
