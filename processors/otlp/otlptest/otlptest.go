@@ -25,17 +25,7 @@ var Base = time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 func Logs(id string, n int) plog.Logs {
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
-	ra := rl.Resource().Attributes()
-	ra.PutStr("service.name", "checkout")
-	ra.PutStr("service.version", "v2.3.1")
-	ra.PutStr("service.namespace", "shop")
-	ra.PutStr("service.instance.id", "checkout-7d9f8b6c5-x2x7q")
-	ra.PutStr("deployment.environment.name", "production")
-	ra.PutStr("host.name", "ip-10-0-12-34.ec2.internal")
-	ra.PutStr("k8s.namespace.name", "shop")
-	ra.PutStr("k8s.pod.name", "checkout-7d9f8b6c5-x2x7q")
-	ra.PutStr("cloud.region", "eu-west-1")
-	ra.PutStr("telemetry.sdk.language", "go")
+	PutResource(rl.Resource().Attributes())
 	sl := rl.ScopeLogs().AppendEmpty()
 	sl.Scope().SetName("github.com/shop/checkout")
 	sl.Scope().SetVersion("1.4.0")
@@ -194,4 +184,19 @@ func MetricsJSON() []byte {
 		panic(err)
 	}
 	return b
+}
+
+// PutResource sets the ten resource attributes of a realistic Kubernetes
+// service (checkout in production) on a.
+func PutResource(a pcommon.Map) {
+	a.PutStr("service.name", "checkout")
+	a.PutStr("service.version", "v2.3.1")
+	a.PutStr("service.namespace", "shop")
+	a.PutStr("service.instance.id", "checkout-7d9f8b6c5-x2x7q")
+	a.PutStr("deployment.environment.name", "production")
+	a.PutStr("host.name", "ip-10-0-12-34.ec2.internal")
+	a.PutStr("k8s.namespace.name", "shop")
+	a.PutStr("k8s.pod.name", "checkout-7d9f8b6c5-x2x7q")
+	a.PutStr("cloud.region", "eu-west-1")
+	a.PutStr("telemetry.sdk.language", "go")
 }
