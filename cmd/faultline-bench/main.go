@@ -37,6 +37,8 @@ import (
 	"time"
 
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/collector/pdata/plog"
 
@@ -111,26 +113,12 @@ func run(records, gwRequests int, bin string) error {
 	bin, _ = filepath.Abs(bin)
 
 	fmt.Fprintln(os.Stderr, "starting local ClickHouse and embedded NATS ...")
-	ch, err := chlocal.Start(ctx, chlocal.Options{Bin: filepath.Join(bin, "faultline-clickhouse"), Dir: filepath.Join(dir, "ch")})
+	st, err := startLocal(ctx, bin, dir)
 	if err != nil {
 		return err
 	}
-	defer ch.Stop()
-	nc := broker.DefaultConfig()
-	nc.Listen = "127.0.0.1:0"
-	ns, err := broker.StartEmbedded(nc, filepath.Join(dir, "nats"), nil)
-	if err != nil {
-		return err
-	}
-	defer ns.Shutdown()
-	conn, err := broker.Connect(ctx, nc, ns.ClientURL(), "bench", nil)
-	if err != nil {
-		return err
-	}
-	js, _ := jetstream.New(conn)
-	if err := broker.Provision(ctx, js, broker.Streams(nc), nil); err != nil {
-		return err
-	}
+	defer st.stop()
+	ch, ns, js := st.ch, st.ns, st.js
 
 	msgs := records / perMsg
 	fmt.Fprintf(os.Stderr, "building %d OTLP requests of %d records ...\n", msgs, perMsg)
@@ -541,4 +529,50 @@ func runGateway(ctx context.Context, bin, natsURL string, js jetstream.JetStream
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	recs := float64(n * perMsg)
 	return float64((n-1)*perMsg) / el.Seconds(), float64(cpu.Microseconds()) / recs, direct, nil
+}
+
+// local is the stack every benchmark mode runs on: a local ClickHouse and
+// an embedded NATS server with faultline's streams.
+type local struct {
+	ch   *chlocal.Server
+	ns   *server.Server
+	nc   broker.Config
+	conn *nats.Conn
+	js   jetstream.JetStream
+}
+
+// startLocal starts the local stack with its data under dir.
+func startLocal(ctx context.Context, bin, dir string) (*local, error) {
+	l := &local{nc: broker.DefaultConfig()}
+	var err error
+	if l.ch, err = chlocal.Start(ctx, chlocal.Options{Bin: filepath.Join(bin, "faultline-clickhouse"), Dir: filepath.Join(dir, "ch")}); err != nil {
+		return nil, err
+	}
+	l.nc.Listen = "127.0.0.1:0"
+	if l.ns, err = broker.StartEmbedded(l.nc, filepath.Join(dir, "nats"), nil); err != nil {
+		l.stop()
+		return nil, err
+	}
+	if l.conn, err = broker.Connect(ctx, l.nc, l.ns.ClientURL(), "bench", nil); err != nil {
+		l.stop()
+		return nil, err
+	}
+	l.js, _ = jetstream.New(l.conn)
+	if err := broker.Provision(ctx, l.js, broker.Streams(l.nc), nil); err != nil {
+		l.stop()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *local) stop() {
+	if l.conn != nil {
+		l.conn.Close()
+	}
+	if l.ns != nil {
+		l.ns.Shutdown()
+	}
+	if l.ch != nil {
+		_ = l.ch.Stop()
+	}
 }

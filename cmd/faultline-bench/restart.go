@@ -43,27 +43,12 @@ func restartBench(bin string, services int) error {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintln(os.Stderr, "restart: starting local ClickHouse and embedded NATS ...")
-	ch, err := chlocal.Start(ctx, chlocal.Options{Bin: filepath.Join(bin, "faultline-clickhouse"), Dir: filepath.Join(dir, "ch")})
+	st, err := startLocal(ctx, bin, dir)
 	if err != nil {
 		return err
 	}
-	defer ch.Stop()
-	nc := broker.DefaultConfig()
-	nc.Listen = "127.0.0.1:0"
-	ns, err := broker.StartEmbedded(nc, filepath.Join(dir, "nats"), nil)
-	if err != nil {
-		return err
-	}
-	defer ns.Shutdown()
-	conn, err := broker.Connect(ctx, nc, ns.ClientURL(), "bench", nil)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	js, _ := jetstream.New(conn)
-	if err := broker.Provision(ctx, js, broker.Streams(nc), nil); err != nil {
-		return err
-	}
+	defer st.stop()
+	ch, ns, js := st.ch, st.ns, st.js
 	for _, db := range []string{"restart", "replay"} {
 		if err := clickhouse.Migrate(ctx, clickhouse.Config{Addr: []string{ch.Addr}, Database: db, User: "default", DialTimeout: 5 * time.Second}, nil); err != nil {
 			return err
