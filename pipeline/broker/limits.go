@@ -82,15 +82,16 @@ func autoTelemetryMaxBytes(accountMax, serverMax int64, replicas int) int64 {
 // way the bound limits only the backlog not yet processed, and history is
 // kept while there is room. A durable consumer that acks nothing (stopped,
 // or left over from an old setting) holds the purge back: its ack floor is
-// the lowest.
-func TrimAcked(ctx context.Context, js jetstream.JetStream, name string, fill float64) (msgs, bytes uint64, err error) {
+// the lowest. It also returns the stream's info as it last read it, for
+// callers that report its size.
+func TrimAcked(ctx context.Context, js jetstream.JetStream, name string, fill float64) (info *jetstream.StreamInfo, msgs, bytes uint64, err error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", name, err)
+		return nil, 0, 0, fmt.Errorf("stream %s: %w", name, err)
 	}
 	before := s.CachedInfo()
 	if before.Config.MaxBytes <= 0 || float64(before.State.Bytes) < fill*float64(before.Config.MaxBytes) {
-		return 0, 0, nil
+		return before, 0, 0, nil
 	}
 	floor, durables := uint64(math.MaxUint64), 0
 	l := s.ListConsumers(ctx)
@@ -102,17 +103,17 @@ func TrimAcked(ctx context.Context, js jetstream.JetStream, name string, fill fl
 		floor = min(floor, ci.AckFloor.Stream)
 	}
 	if err := l.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
-		return 0, 0, fmt.Errorf("consumers of stream %s: %w", name, err)
+		return before, 0, 0, fmt.Errorf("consumers of stream %s: %w", name, err)
 	}
 	if durables == 0 || floor < before.State.FirstSeq {
-		return 0, 0, nil
+		return before, 0, 0, nil
 	}
 	if err := s.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
-		return 0, 0, fmt.Errorf("purge stream %s below sequence %d: %w", name, floor+1, err)
+		return before, 0, 0, fmt.Errorf("purge stream %s below sequence %d: %w", name, floor+1, err)
 	}
 	after, err := s.Info(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", name, err)
+		return before, 0, 0, fmt.Errorf("stream %s: %w", name, err)
 	}
 	if after.State.Msgs < before.State.Msgs {
 		msgs = before.State.Msgs - after.State.Msgs
@@ -120,5 +121,5 @@ func TrimAcked(ctx context.Context, js jetstream.JetStream, name string, fill fl
 	if after.State.Bytes < before.State.Bytes {
 		bytes = before.State.Bytes - after.State.Bytes
 	}
-	return msgs, bytes, nil
+	return after, msgs, bytes, nil
 }

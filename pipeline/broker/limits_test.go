@@ -177,7 +177,7 @@ func TestTrimAcked(t *testing.T) {
 		}
 	}
 	// Below the mark nothing happens, acked or not.
-	if n, _, err := broker.TrimAcked(ctx, ns.JS, c.TelemetryStream, 0.9); err != nil || n != 0 {
+	if _, n, _, err := broker.TrimAcked(ctx, ns.JS, c.TelemetryStream, 0.9); err != nil || n != 0 {
 		t.Fatalf("below the mark: trimmed %d, %v", n, err)
 	}
 
@@ -202,11 +202,11 @@ func TestTrimAcked(t *testing.T) {
 		}
 	}
 	ack(cons, 40)
-	if n, _, err := broker.TrimAcked(ctx, ns.JS, c.TelemetryStream, 0.5); err != nil || n != 0 {
+	if _, n, _, err := broker.TrimAcked(ctx, ns.JS, c.TelemetryStream, 0.5); err != nil || n != 0 {
 		t.Fatalf("with a consumer that acked nothing: trimmed %d, %v", n, err)
 	}
 	ack(idle, 30)
-	n, bytes, err := broker.TrimAcked(ctx, ns.JS, c.TelemetryStream, 0.5)
+	_, n, bytes, err := broker.TrimAcked(ctx, ns.JS, c.TelemetryStream, 0.5)
 	if err != nil || n != 30 || bytes < 30*1000 {
 		t.Fatalf("trimmed %d messages, %d bytes, %v; want the 30 both acked", n, bytes, err)
 	}

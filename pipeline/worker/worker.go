@@ -642,7 +642,7 @@ func (w *Worker) trimmer(ctx context.Context) {
 		case <-t.C:
 		}
 		tctx, cancel := context.WithTimeout(ctx, trimEvery)
-		msgs, bytes, err := broker.TrimAcked(tctx, w.js, w.o.NATS.TelemetryStream, trimFill)
+		info, msgs, bytes, err := broker.TrimAcked(tctx, w.js, w.o.NATS.TelemetryStream, trimFill)
 		switch {
 		case err != nil:
 			w.log.Warn("trim telemetry stream", "err", err)
@@ -650,7 +650,7 @@ func (w *Worker) trimmer(ctx context.Context) {
 			w.m.trimmedBytes.Add(int(bytes))
 			w.log.Info("trimmed telemetry already written", "stream", w.o.NATS.TelemetryStream, "messages", msgs, "bytes", bytes)
 		}
-		if info, err := w.stream.Info(tctx); err == nil {
+		if info != nil {
 			w.m.streamBytes.Set(float64(info.State.Bytes))
 			w.m.streamMaxBytes.Set(float64(info.Config.MaxBytes))
 		}
