@@ -115,23 +115,45 @@ func (n *Notifier) Run(ctx context.Context) error {
 	return <-errs
 }
 
+// serve pulls the target's alerts one at a time. Each pull is a fresh
+// one-message request sent after the previous alert was acked, nacked or
+// terminated, with a short expiry: a long-lived pull iterator can be left
+// without a request the server still holds (seen under load with
+// MaxAckPending 1: nothing waiting, one alert pending, for good), and a
+// request that lapses is simply sent again.
 func (n *Notifier) serve(ctx context.Context, t *webhook.Target, cons jetstream.Consumer) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(1))
-	if err != nil {
-		return fmt.Errorf("webhook consumer for %s: %w", t.Name, err)
-	}
-	go func() { <-ctx.Done(); it.Stop() }()
 	m := newTargetMetrics(t.Name)
-	for {
-		msg, err := it.Next()
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, pullWait)
+		batch, err := cons.Fetch(1, jetstream.FetchContext(pctx))
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+			cancel()
+			if ctx.Err() != nil {
 				return nil
 			}
 			n.log.Warn("webhook consumer", "target", t.Name, "err", err)
+			sleep(ctx, time.Second)
 			continue
 		}
-		n.handle(ctx, t, msg, m)
+		for msg := range batch.Messages() {
+			n.handle(ctx, t, msg, m)
+		}
+		cancel()
+		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			n.log.Warn("webhook consumer", "target", t.Name, "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+// pullWait bounds one pull request: an idle target asks again this often.
+const pullWait = 5 * time.Second
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
 }
 
