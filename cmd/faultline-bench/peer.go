@@ -43,7 +43,7 @@ var (
 	peerPoints  = flag.Int("peer-points", 400_000, "metric points per run")
 	peerSignals = flag.String("peer-signals", "logs,gauge,sum,histogram", "signals to measure, comma separated")
 	peerBatch   = flag.Int("peer-collector-batch", 50_000, "the Collector's batch processor send_batch_size (faultline's worker batches 50000 records)")
-	peerProfile = flag.String("peer-profile", "", "after the measured runs, one more faultline run per signal writing CPU profiles of the gateway, NATS and the worker to `prefix`.<signal>.<stage>.pprof")
+	peerProfile = flag.String("peer-profile", "", "after the measured runs, one more faultline run per signal (ten times the records) writing 20 s CPU profiles of the gateway, NATS and the worker to `prefix`.<signal>.<stage>.pprof")
 	natsServe   = flag.String("nats-serve", "", "internal: serve an embedded NATS server storing in `dir` (-peer runs NATS as a process of its own this way)")
 )
 
@@ -230,9 +230,10 @@ func peer(bin string) error {
 			if s.name != "logs" {
 				n = *peerPoints
 			}
-			// Three times the records, so the profiles' 5 s (from 4 s
-			// in) fall in the run's steady middle.
-			if _, err := e.run(ctx, "faultline", s, 3*n, *peerProfile+"."+s.name); err != nil {
+			// Ten times the records, so the profiles' 20 s (from 4 s
+			// in) fall in the run's steady middle and hold enough
+			// samples of the gateway, which uses a tenth of a core.
+			if _, err := e.run(ctx, "faultline", s, 10*n, *peerProfile+"."+s.name); err != nil {
 				return fmt.Errorf("profile run %s: %w", s.name, err)
 			}
 		}
@@ -313,7 +314,7 @@ func (e *peerEnv) run(ctx context.Context, side string, s signalSpec, n int, pro
 		go func() {
 			time.Sleep(4 * time.Second)
 			for stage, a := range admins {
-				go fetchProfile("http://"+a+"/debug/pprof/profile?seconds=5", profile+"."+stage+".pprof")
+				go fetchProfile("http://"+a+"/debug/pprof/profile?seconds=20", profile+"."+stage+".pprof")
 			}
 		}()
 	}
