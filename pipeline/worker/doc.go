@@ -26,42 +26,29 @@
 //  1. Before inserting, the worker records the batch in a JetStream KV
 //     bucket (the ledger): the stream sequences it holds, keyed by the
 //     batch token, a hash of exactly those sequences.
-//  2. It claims each message for the token: a KV create of
-//     claim.<group>.<seq>, which fails when another batch holds the
-//     message. A batch with a message claimed elsewhere, or already below
-//     the consumer's ack floor, is abandoned (marked so in its entry) and
-//     re-formed without those messages; it is never inserted.
-//  3. It inserts with insert_deduplication_token derived from that token;
+//  2. It inserts with insert_deduplication_token derived from that token;
 //     the tables keep a deduplication window (non_replicated_deduplication_window
-//     on plain MergeTree, the replicated window on a cluster), then marks
-//     the entry inserted.
-//  4. It acks every message and waits for the server to confirm each ack
-//     (DoubleAck), then deletes the ledger entry. Claims stay until the ack
-//     floor passes their group of 1024 sequences, which then goes in one
-//     purge.
+//     on plain MergeTree, the replicated window on a cluster).
+//  3. It acks every message and waits for the server to confirm each ack
+//     (DoubleAck), then deletes the ledger entry.
 //
-// Every worker watches the ledger's entries. A redelivered message whose
-// sequence is in an entry is not batched afresh: the worker re-forms that
-// exact batch, fetching the entry's other messages from the stream by
-// sequence, and inserts it again with the same token, which ClickHouse
-// drops as a duplicate if the first insert had landed; a batch marked
-// inserted needs no claims, and one that loses a claim is abandoned, its
-// messages batched afresh. Entries whose messages were not all confirmed
-// acked stay until the consumer's ack floor passes them, so a late
-// redelivery still finds its batch.
+// Every worker watches the ledger. A redelivered message whose sequence is in
+// a ledger entry is not batched afresh: the worker re-forms that exact batch,
+// fetching the entry's other messages from the stream by sequence, and
+// inserts it again with the same token, which ClickHouse drops as a
+// duplicate if the first insert had landed. Entries whose messages were not
+// all confirmed acked stay until the consumer's ack floor passes them, so a
+// late redelivery still finds its batch.
 //
-// The claims make one message, one token hold whatever the timing: a
-// worker that stalls past the ack wait with messages another worker has
-// since stored finds them claimed (or below the ack floor) and stores
-// nothing twice. A message is also only put into a new batch within
-// AckWait/2 of its delivery, which keeps such conflicts rare, and long
-// inserts send InProgress.
+// A message is only put into a new batch within AckWait/2 of its delivery;
+// an older one is left to be redelivered, so two workers can never insert
+// the same message under different tokens. Long inserts send InProgress.
 //
-// Limits: a replay must happen within the table's deduplication window
-// (docs/exactly-once.md says when that is shorter than the ack wait), and
-// a message that the stream dropped (max age) before its batch was
-// replayed cannot be re-formed; the worker logs it and inserts what
-// remains.
+// Limits: a replay must happen within the table's deduplication window (1000
+// inserts per table over all workers; docs/exactly-once.md says when that is
+// shorter than the ack wait),
+// and a message that the stream dropped (max age) before its batch was
+// replayed cannot be re-formed; the worker logs it and inserts what remains.
 //
 // # Bad input
 //

@@ -60,9 +60,6 @@ type Worker struct {
 	// afterWrite is a fault-injection point for tests: it runs between a
 	// committed insert and the acks.
 	afterWrite func()
-	// beforeRecord is one too: it runs after a batch's last check of how
-	// long its messages were held, before it is recorded.
-	beforeRecord func([]item)
 }
 
 // MessageRows says which rows of a batch came from the stream message Seq:
@@ -99,10 +96,6 @@ type job struct {
 	bytes  int
 	opened time.Time
 	token  string // set for a replay: the token it was recorded under
-	parent string // set for a part of a split batch: the token whose claims it takes over
-	// inserted is set for a replay of a batch ClickHouse confirmed: it
-	// holds its claims already, and its insert is dropped as a repeat.
-	inserted bool
 }
 
 // New prepares a worker; Run starts it.
@@ -216,13 +209,9 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		jobs <- cur
 		cur = w.newJob()
 	}
-	var add func(m jetstream.Msg, seq uint64)
 	flushReplays := func() {
-		for _, msgs := range replays {
-			j, fresh := w.replayJob(ctx, msgs)
-			for _, m := range fresh {
-				add(m, seqOf(m))
-			}
+		for token, msgs := range replays {
+			j := w.replayJob(ctx, token, msgs)
 			if j != nil {
 				jobs <- j
 			}
@@ -238,7 +227,7 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		}
 		seq := meta.Sequence.Stream
 		if meta.NumDelivered > 1 {
-			if token, e, ok := w.ledger.lookup(seq); ok && !e.Abandoned {
+			if token, _, ok := w.ledger.lookup(seq); ok {
 				if len(replays) == 0 {
 					// Wait a little for the batch's other messages.
 					replayAt = time.Now().Add(w.o.Config.BatchWait / 2)
@@ -247,9 +236,6 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 				return
 			}
 		}
-		add(m, seq)
-	}
-	add = func(m jetstream.Msg, seq uint64) {
 		if cur.opened.IsZero() {
 			cur.opened = time.Now()
 		}
@@ -316,40 +302,22 @@ func (w *Worker) putRows(b *otlp.Batch) {
 
 // replayJob re-forms a recorded batch from the messages redelivered to this
 // worker and, for the rest, the stream itself.
-// Messages of an abandoned batch come back as fresh, to be batched anew.
-func (w *Worker) replayJob(ctx context.Context, msgs []jetstream.Msg) (j *job, fresh []jetstream.Msg) {
-	token, _, ok := w.ledger.lookup(seqOf(msgs[0]))
-	var e entry
-	if ok {
-		var err error
-		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		e, ok, err = w.ledger.current(gctx, token)
-		cancel()
-		if err != nil {
-			w.log.Warn("re-forming a batch: ledger unreadable; leaving its messages to redelivery", "token", token, "err", err)
-			for _, m := range msgs {
-				_ = m.NakWithDelay(w.o.Config.BatchWait)
-			}
-			return nil, nil
-		}
-	}
+func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.Msg) *job {
+	_, e, ok := w.ledger.lookup(seqOf(msgs[0]))
 	if !ok {
 		// Released meanwhile: its batch is committed and acked by another
 		// worker, so these are duplicates of acked messages. Ack them.
 		for _, m := range msgs {
 			_ = m.Ack()
 		}
-		return nil, nil
-	}
-	if e.Abandoned {
-		return nil, msgs
+		return nil
 	}
 	held := make(map[uint64]jetstream.Msg, len(msgs))
 	for _, m := range msgs {
 		held[seqOf(m)] = m
 	}
-	j = w.newJob()
-	j.token, j.inserted, j.opened = token, e.Inserted, time.Now()
+	j := w.newJob()
+	j.token, j.opened = token, time.Now()
 	for _, seq := range e.Seqs {
 		it := item{seq: seq, recv: time.Now()}
 		var data []byte
@@ -376,7 +344,7 @@ func (w *Worker) replayJob(ctx context.Context, msgs []jetstream.Msg) (j *job, f
 	}
 	w.m.replayed.Add(len(msgs))
 	w.log.Info("re-forming a recorded batch after redelivery", "token", token, "messages", len(e.Seqs), "redelivered_here", len(msgs))
-	return j, nil
+	return j
 }
 
 // flusher writes batches one after another. Acking a written batch (a
@@ -437,9 +405,6 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 			return nil
 		}
 	}
-	if w.beforeRecord != nil {
-		w.beforeRecord(j.items)
-	}
 	seqs := make([]uint64, len(j.items))
 	for i, it := range j.items {
 		seqs[i] = it.seq
@@ -452,34 +417,6 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 	e := entry{Stream: w.o.NATS.TelemetryStream, Seqs: seqs, Since: time.Now().Unix()}
 	if err := w.retry(ctx, j, "record batch", func(ctx context.Context) error { return w.ledger.record(ctx, token, e) }); err != nil {
 		return nil // shutting down hard: messages will be redelivered
-	}
-	if !j.inserted {
-		var taken []uint64
-		if err := w.retry(ctx, j, "claim batch", func(ctx context.Context) (err error) {
-			taken, err = w.ledger.claimAll(ctx, token, j.parent, seqs)
-			if err != nil || replay {
-				return err
-			}
-			// A claim dropped because the ack floor passed it: the
-			// message is stored and acked already.
-			info, err := w.cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			for _, seq := range seqs {
-				if seq <= info.AckFloor.Stream {
-					taken = append(taken, seq)
-				}
-			}
-			slices.Sort(taken)
-			taken = slices.Compact(taken)
-			return nil
-		}); err != nil {
-			return nil
-		}
-		if len(taken) > 0 {
-			return w.abandon(ctx, j, token, e, taken)
-		}
 	}
 	if w.o.Prepare != nil {
 		w.o.Prepare(j.rows)
@@ -497,7 +434,7 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 		return err
 	})
 	if perm != nil {
-		w.split(ctx, j, token, perm)
+		w.split(ctx, j, perm)
 		_ = w.ledger.release(ctx, token)
 		return nil
 	}
@@ -516,12 +453,6 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 			return nil
 		}
 	}
-	if !j.inserted {
-		e.Inserted = true
-		if err := w.retry(ctx, j, "mark batch inserted", func(ctx context.Context) error { return w.ledger.record(ctx, token, e) }); err != nil {
-			return nil
-		}
-	}
 	if w.afterWrite != nil {
 		w.afterWrite()
 	}
@@ -536,40 +467,6 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 		w.m.records.Add(records)
 		w.m.messages.Add(len(j.items))
 	}
-}
-
-// abandon gives up a recorded batch some of whose messages another batch
-// claimed first: this worker stalled so long with them that JetStream
-// redelivered them and another worker batched them. Those are left to
-// that batch; the rest are batched again without them (a fresh batch) or,
-// for a re-formed one, sent back to be batched afresh.
-func (w *Worker) abandon(ctx context.Context, j *job, token string, e entry, taken []uint64) (finish func()) {
-	w.m.claimsLost.Add(len(taken))
-	w.log.Warn("messages of this batch are already in another batch; giving the batch up", "token", token, "messages", len(taken))
-	e.Abandoned = true
-	if err := w.retry(ctx, j, "abandon batch", func(ctx context.Context) error { return w.ledger.record(ctx, token, e) }); err != nil {
-		return nil
-	}
-	if j.token != "" {
-		for _, it := range j.items {
-			if it.ack != nil {
-				_ = it.ack.nakWithDelay(0)
-			}
-		}
-		return nil
-	}
-	kept := j.items[:0]
-	for _, it := range j.items {
-		if _, lost := slices.BinarySearch(taken, it.seq); !lost {
-			kept = append(kept, it)
-		}
-	}
-	j.items = kept
-	w.redecode(ctx, j)
-	if len(j.items) == 0 {
-		return nil
-	}
-	return w.commit(ctx, j)
 }
 
 // retry runs f with exponential backoff until it succeeds, fails
@@ -639,7 +536,7 @@ func (w *Worker) ackAll(ctx context.Context, items []item) bool {
 // split isolates the messages whose rows the sink rejects: halves are
 // written on their own (each under its own token) until a single message
 // fails, which is dead-lettered.
-func (w *Worker) split(ctx context.Context, j *job, token string, cause error) {
+func (w *Worker) split(ctx context.Context, j *job, cause error) {
 	if len(j.items) == 1 {
 		it := j.items[0]
 		data, err := w.payload(ctx, it.seq)
@@ -654,7 +551,7 @@ func (w *Worker) split(ctx context.Context, j *job, token string, cause error) {
 	for _, part := range [][]item{j.items[:mid], j.items[mid:]} {
 		// A batch of its own, not from the pool: the pool may be empty
 		// while the batcher fills the next batch.
-		sub := &job{rows: otlp.NewBatch(), items: append([]item(nil), part...), parent: token}
+		sub := &job{rows: otlp.NewBatch(), items: append([]item(nil), part...)}
 		w.redecode(ctx, sub)
 		w.commitNow(ctx, sub)
 	}
