@@ -5,10 +5,10 @@ import (
 )
 
 type workerMetrics struct {
-	records, messages, batches, retries, replayed *metrics.Counter
-	batchRecords                                  *metrics.PrometheusHistogram
-	insertSeconds                                 *metrics.PrometheusHistogram
-	pending, ackPending                           *metrics.Gauge
+	records, messages, batches, retries, replayed, claimsLost *metrics.Counter
+	batchRecords                                              *metrics.PrometheusHistogram
+	insertSeconds                                             *metrics.PrometheusHistogram
+	pending, ackPending                                       *metrics.Gauge
 	// The telemetry stream's size and bound (-1: none), and what the
 	// workers purged of it once written.
 	streamBytes, streamMaxBytes *metrics.Gauge
@@ -22,6 +22,7 @@ func newWorkerMetrics() *workerMetrics {
 		batches:        metrics.GetOrCreateCounter("faultline_worker_batches_total"),
 		retries:        metrics.GetOrCreateCounter("faultline_worker_retries_total"),
 		replayed:       metrics.GetOrCreateCounter("faultline_worker_messages_replayed_total"),
+		claimsLost:     metrics.GetOrCreateCounter("faultline_worker_claims_lost_total"),
 		batchRecords:   metrics.GetOrCreatePrometheusHistogramExt("faultline_worker_batch_records", []float64{100, 1000, 10000, 50000, 100000, 250000, 1000000}),
 		insertSeconds:  metrics.GetOrCreatePrometheusHistogram("faultline_worker_insert_seconds"),
 		pending:        metrics.GetOrCreateGauge("faultline_worker_consumer_pending", nil),

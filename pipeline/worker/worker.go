@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,11 @@ type Worker struct {
 	// afterWrite is a fault-injection point for tests: it runs between a
 	// committed insert and the acks.
 	afterWrite func()
+	// beforeClaim is one too: it runs after a batch's last check of how
+	// long its messages were held, before it is recorded and claims them.
+	beforeClaim func([]item)
+	// beforeOwn runs after the claims, before the batch owns them.
+	beforeOwn func([]item)
 }
 
 // MessageRows says which rows of a batch came from the stream message Seq:
@@ -95,7 +101,9 @@ type job struct {
 	rows   *otlp.Batch
 	bytes  int
 	opened time.Time
-	token  string // set for a replay: the token it was recorded under
+	token  string         // set for a replay: the token it was recorded under
+	part   bool           // a half of a split batch, whose token is derived from the batch's
+	index  map[uint64]int // stream seq -> item, while the batch is open
 }
 
 // New prepares a worker; Run starts it.
@@ -236,6 +244,13 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 				return
 			}
 		}
+		if i, ok := cur.index[seq]; ok {
+			// Delivered again while this batch was open (a batcher held
+			// up behind a slow insert): one message, one item; the newer
+			// delivery is the one to answer.
+			cur.items[i].ack, cur.items[i].recv = w.acker(m), time.Now()
+			return
+		}
 		if cur.opened.IsZero() {
 			cur.opened = time.Now()
 		}
@@ -244,6 +259,7 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), w.acker(m))
 			return
 		}
+		cur.index[seq] = len(cur.items)
 		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), ack: w.acker(m), recv: time.Now(),
 			logsFrom: from, logsTo: cur.rows.Logs.Len(), histFrom: hfrom, histTo: cur.rows.Histogram.Len(),
 			expFrom: efrom, expTo: cur.rows.ExpHistogram.Len()})
@@ -292,7 +308,7 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 }
 
 func (w *Worker) newJob() *job {
-	return &job{rows: <-w.pool}
+	return &job{rows: <-w.pool, index: map[uint64]int{}}
 }
 
 func (w *Worker) putRows(b *otlp.Batch) {
@@ -405,18 +421,12 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 			return nil
 		}
 	}
-	seqs := make([]uint64, len(j.items))
-	for i, it := range j.items {
-		seqs[i] = it.seq
-	}
-	slices.Sort(seqs)
 	token := j.token
 	if !replay {
-		token = batchToken(w.o.NATS.TelemetryStream, seqs)
-	}
-	e := entry{Stream: w.o.NATS.TelemetryStream, Seqs: seqs, Since: time.Now().Unix()}
-	if err := w.retry(ctx, j, "record batch", func(ctx context.Context) error { return w.ledger.record(ctx, token, e) }); err != nil {
-		return nil // shutting down hard: messages will be redelivered
+		var ok bool
+		if token, ok = w.claim(ctx, j); !ok {
+			return nil
+		}
 	}
 	if w.o.Prepare != nil {
 		w.o.Prepare(j.rows)
@@ -434,8 +444,10 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 		return err
 	})
 	if perm != nil {
-		w.split(ctx, j, perm)
-		_ = w.ledger.release(ctx, token)
+		w.split(ctx, j, token, perm)
+		if !j.part {
+			_ = w.ledger.release(ctx, token)
+		}
 		return nil
 	}
 	if err != nil {
@@ -467,6 +479,97 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 		w.m.records.Add(records)
 		w.m.messages.Add(len(j.items))
 	}
+}
+
+// claim makes a fresh batch the owner of its messages: it records the
+// batch as claiming them, claims each (claimAll), leaves out those another
+// batch holds or that are already acked (below the ack floor), and then
+// turns the entry into the owner of the rest, unless another worker gave
+// the batch up meanwhile. Only an owning batch is inserted, so a message
+// is never inserted under two tokens, however long a worker stalls between
+// taking it and this point. false: nothing of the batch is to be inserted.
+func (w *Worker) claim(ctx context.Context, j *job) (token string, ok bool) {
+	if w.beforeClaim != nil {
+		w.beforeClaim(j.items)
+	}
+	seqs := make([]uint64, len(j.items))
+	for i, it := range j.items {
+		seqs[i] = it.seq
+	}
+	slices.Sort(seqs)
+	token = newBatchToken()
+	e := entry{Stream: w.o.NATS.TelemetryStream, Seqs: seqs, Since: time.Now().Unix()}
+	var rev uint64
+	if err := w.retry(ctx, j, "record batch", func(ctx context.Context) (err error) {
+		rev, err = w.ledger.begin(ctx, token, e)
+		return err
+	}); err != nil {
+		return "", false // shutting down hard: messages will be redelivered
+	}
+	var held []uint64
+	if err := w.retry(ctx, j, "claim batch", func(ctx context.Context) (err error) {
+		if held, err = w.ledger.claimAll(ctx, token, seqs); err != nil {
+			return err
+		}
+		// Claims of acked messages are dropped once the ack floor passes
+		// them: a message this batch could claim again only because of
+		// that was stored by another batch. Read after claiming, the floor
+		// shows it.
+		info, err := w.cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		held = slices.DeleteFunc(held, func(s uint64) bool { return s <= info.AckFloor.Stream })
+		return nil
+	}); err != nil {
+		return "", false
+	}
+	if lost := len(seqs) - len(held); lost > 0 {
+		w.m.claimsLost.Add(lost)
+		w.log.Warn("messages of this batch are held by another batch or already stored; leaving them to it",
+			"token", token, "messages", lost)
+	}
+	if len(held) == 0 {
+		_ = w.ledger.release(ctx, token)
+		return "", false
+	}
+	e.Seqs = held
+	if w.beforeOwn != nil {
+		w.beforeOwn(j.items)
+	}
+	err := w.retry(ctx, j, "own batch", func(ctx context.Context) error {
+		err := w.ledger.own(ctx, token, e, rev)
+		if errors.Is(err, errBatchLost) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+	if errors.Is(err, errBatchLost) {
+		// Another worker took these messages over while this one stalled;
+		// what it did not take goes back to be batched afresh.
+		w.m.claimsLost.Add(len(held))
+		w.log.Warn("this batch was given up by another worker while this one stalled; returning its messages", "token", token)
+		for _, it := range j.items {
+			if it.ack != nil {
+				_ = it.ack.nakWithDelay(0)
+			}
+		}
+		return "", false
+	}
+	if err != nil {
+		return "", false
+	}
+	if len(held) < len(j.items) {
+		kept := j.items[:0]
+		for _, it := range j.items {
+			if _, ok := slices.BinarySearch(held, it.seq); ok {
+				kept = append(kept, it)
+			}
+		}
+		j.items = kept
+		w.redecode(ctx, j)
+	}
+	return token, true
 }
 
 // retry runs f with exponential backoff until it succeeds, fails
@@ -534,9 +637,13 @@ func (w *Worker) ackAll(ctx context.Context, items []item) bool {
 }
 
 // split isolates the messages whose rows the sink rejects: halves are
-// written on their own (each under its own token) until a single message
-// fails, which is dead-lettered.
-func (w *Worker) split(ctx context.Context, j *job, cause error) {
+// written on their own until a single message fails, which is
+// dead-lettered. The halves are of the batch in sequence order and their
+// tokens the batch's with /0 or /1 appended, so a worker re-forming the
+// batch after a crash splits it the same way and ClickHouse drops the
+// halves already written; they need no ledger entries or claims of their
+// own, since the batch owns their messages.
+func (w *Worker) split(ctx context.Context, j *job, token string, cause error) {
 	if len(j.items) == 1 {
 		it := j.items[0]
 		data, err := w.payload(ctx, it.seq)
@@ -547,11 +654,12 @@ func (w *Worker) split(ctx context.Context, j *job, cause error) {
 		return
 	}
 	w.log.Warn("sink rejected a batch; splitting it to isolate the bad message", "messages", len(j.items), "err", cause)
+	slices.SortFunc(j.items, func(a, b item) int { return cmp.Compare(a.seq, b.seq) })
 	mid := len(j.items) / 2
-	for _, part := range [][]item{j.items[:mid], j.items[mid:]} {
+	for i, part := range [][]item{j.items[:mid], j.items[mid:]} {
 		// A batch of its own, not from the pool: the pool may be empty
 		// while the batcher fills the next batch.
-		sub := &job{rows: otlp.NewBatch(), items: append([]item(nil), part...)}
+		sub := &job{rows: otlp.NewBatch(), items: append([]item(nil), part...), token: token + "/" + strconv.Itoa(i), part: true}
 		w.redecode(ctx, sub)
 		w.commitNow(ctx, sub)
 	}
