@@ -24,31 +24,42 @@
 // design follows the exactly-once mode of ClickHouse's Kafka Connect sink:
 //
 //  1. Before inserting, the worker records the batch in a JetStream KV
-//     bucket (the ledger): the stream sequences it holds, keyed by the
-//     batch token, a hash of exactly those sequences.
-//  2. It inserts with insert_deduplication_token derived from that token;
+//     bucket (the ledger) as claiming: the stream sequences it holds, keyed
+//     by the batch token (random).
+//  2. It claims each message (a KV create of claim.<group>.<seq>, which
+//     fails when another batch holds it), leaves out those claimed
+//     elsewhere or already below the consumer's ack floor, and then owns
+//     the rest by compare-and-set of its entry from claiming to owned.
+//  3. It inserts with insert_deduplication_token derived from that token;
 //     the tables keep a deduplication window (non_replicated_deduplication_window
 //     on plain MergeTree, the replicated window on a cluster).
-//  3. It acks every message and waits for the server to confirm each ack
-//     (DoubleAck), then deletes the ledger entry.
+//  4. It acks every message and waits for the server to confirm each ack
+//     (DoubleAck), then deletes the ledger entry. Claims stay until the ack
+//     floor passes their group of 1024 sequences, which then goes in one
+//     purge.
 //
-// Every worker watches the ledger. A redelivered message whose sequence is in
-// a ledger entry is not batched afresh: the worker re-forms that exact batch,
+// Every worker watches the ledger's entries. A redelivered message owned
+// by a batch is not batched afresh: the worker re-forms that exact batch,
 // fetching the entry's other messages from the stream by sequence, and
 // inserts it again with the same token, which ClickHouse drops as a
 // duplicate if the first insert had landed. Entries whose messages were not
 // all confirmed acked stay until the consumer's ack floor passes them, so a
 // late redelivery still finds its batch.
 //
-// A message is only put into a new batch within AckWait/2 of its delivery;
-// an older one is left to be redelivered, so two workers can never insert
-// the same message under different tokens. Long inserts send InProgress.
+// A batch whose worker stalled or died while claiming is given up by the
+// next worker that meets one of its claims (compare-and-set from claiming
+// to abandoned), which takes the claim; the stalled worker's own
+// compare-and-set to owned then fails and it inserts nothing. So a message
+// is owned by one batch at a time and inserted under one token, however
+// long a worker stalls. A message is also only put into a new batch within
+// AckWait/2 of its delivery, which keeps such conflicts rare, and long
+// inserts send InProgress.
 //
-// Limits: a replay must happen within the table's deduplication window (1000
-// inserts per table over all workers; docs/exactly-once.md says when that is
-// shorter than the ack wait),
-// and a message that the stream dropped (max age) before its batch was
-// replayed cannot be re-formed; the worker logs it and inserts what remains.
+// Limits: a replay must happen within the table's deduplication window
+// (docs/exactly-once.md says when that is shorter than the ack wait), and
+// a message that the stream dropped (max age) before its batch was
+// replayed cannot be re-formed; the worker logs it and inserts what
+// remains.
 //
 // # Bad input
 //

@@ -202,11 +202,32 @@ func (l *ledger) begin(ctx context.Context, token string, e entry) (uint64, erro
 		return 0, err
 	}
 	rev, err := l.kv.Create(ctx, token, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// The token is random: an entry under it is this batch's, from
+		// an attempt whose reply was lost.
+		var cur entry
+		if rev, cur, err = l.read(ctx, token); err == nil && cur.State != stateClaiming {
+			return 0, errBatchLost
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("record batch %s: %w", token, err)
 	}
 	l.remember(token, e)
 	return rev, nil
+}
+
+// read returns a batch's entry as the bucket holds it now.
+func (l *ledger) read(ctx context.Context, token string) (uint64, entry, error) {
+	kve, err := l.kv.Get(ctx, token)
+	if err != nil {
+		return 0, entry{}, err
+	}
+	var e entry
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		return 0, entry{}, fmt.Errorf("batch %s: %w", token, err)
+	}
+	return kve.Revision(), e, nil
 }
 
 // errBatchLost says a claiming batch was given up by another worker
@@ -222,14 +243,20 @@ func (l *ledger) own(ctx context.Context, token string, e entry, rev uint64) err
 		return err
 	}
 	if _, err := l.kv.Update(ctx, token, b, rev); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		if !revisionChanged(err) {
+			return fmt.Errorf("own batch %s: %w", token, err)
+		}
+		// Changed since rev: given up by another worker, or owned by
+		// this one in an attempt whose reply was lost.
+		_, cur, rerr := l.read(ctx, token)
+		switch {
+		case errors.Is(rerr, jetstream.ErrKeyNotFound):
+			return errBatchLost
+		case rerr != nil:
+			return fmt.Errorf("own batch %s: %w", token, rerr)
+		case cur.State != stateOwned:
 			return errBatchLost
 		}
-		cur, gerr := l.kv.Get(ctx, token)
-		if gerr == nil && cur.Revision() != rev {
-			return errBatchLost
-		}
-		return fmt.Errorf("own batch %s: %w", token, err)
 	}
 	l.remember(token, e)
 	return nil
@@ -301,7 +328,7 @@ func (l *ledger) claimOne(ctx context.Context, token string, seq uint64) (bool, 
 		}
 		if _, err := l.kv.Update(ctx, key, []byte(token), cur.Revision()); err == nil {
 			return true, nil
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		} else if !revisionChanged(err) {
 			return false, fmt.Errorf("claim %d: %w", seq, err)
 		}
 		// Taken meanwhile: look again.
@@ -309,21 +336,23 @@ func (l *ledger) claimOne(ctx context.Context, token string, seq uint64) (bool, 
 	return false, fmt.Errorf("claim %d: contended", seq)
 }
 
+// holds tells whether token holds the claim on seq.
+func (l *ledger) holds(ctx context.Context, token string, seq uint64) bool {
+	kve, err := l.kv.Get(ctx, claimKey(seq))
+	return err == nil && string(kve.Value()) == token
+}
+
 // giveUp tells whether holder's claims are free to take: its batch is
 // abandoned, or was claiming and is now abandoned by this call. A batch
 // that owns its messages, or is gone, keeps them.
 func (l *ledger) giveUp(ctx context.Context, holder string) (bool, error) {
 	for range 5 {
-		kve, err := l.kv.Get(ctx, holder)
+		rev, e, err := l.read(ctx, holder)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
-		}
-		var e entry
-		if err := json.Unmarshal(kve.Value(), &e); err != nil {
-			return false, fmt.Errorf("batch %s: %w", holder, err)
 		}
 		switch e.State {
 		case stateAbandoned:
@@ -334,9 +363,9 @@ func (l *ledger) giveUp(ctx context.Context, holder string) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			if _, err := l.kv.Update(ctx, holder, b, kve.Revision()); err == nil {
+			if _, err := l.kv.Update(ctx, holder, b, rev); err == nil {
 				return true, nil
-			} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			} else if !revisionChanged(err) {
 				return false, err
 			}
 			// Changed meanwhile (owned, or abandoned by another): look again.
@@ -392,4 +421,12 @@ func (l *ledger) purgeClaims(ctx context.Context, ackFloor uint64) {
 			return // next time
 		}
 	}
+}
+
+// revisionChanged tells a compare-and-set that lost (the key moved past
+// the revision) from a failure: a replicated bucket reports it with
+// another code than a single server, and nats.go maps both to
+// ErrKeyRevisionMismatch.
+func revisionChanged(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }

@@ -444,10 +444,11 @@ func (w *Worker) commit(ctx context.Context, j *job) (finish func()) {
 		return err
 	})
 	if perm != nil {
+		// The entry stays until the ack floor passes it (collect): a half
+		// may have left a message unacked (one fetched from the stream to
+		// re-form the batch, an unconfirmed ack, a dead letter not stored),
+		// and such a message must still find its batch when it comes back.
 		w.split(ctx, j, token, perm)
-		if !j.part {
-			_ = w.ledger.release(ctx, token)
-		}
 		return nil
 	}
 	if err != nil {
@@ -500,10 +501,18 @@ func (w *Worker) claim(ctx context.Context, j *job) (token string, ok bool) {
 	token = newBatchToken()
 	e := entry{Stream: w.o.NATS.TelemetryStream, Seqs: seqs, Since: time.Now().Unix()}
 	var rev uint64
-	if err := w.retry(ctx, j, "record batch", func(ctx context.Context) (err error) {
+	err := w.retry(ctx, j, "record batch", func(ctx context.Context) (err error) {
 		rev, err = w.ledger.begin(ctx, token, e)
+		if errors.Is(err, errBatchLost) {
+			return backoff.Permanent(err)
+		}
 		return err
-	}); err != nil {
+	})
+	if errors.Is(err, errBatchLost) {
+		w.batchLost(ctx, j, token)
+		return "", false
+	}
+	if err != nil {
 		return "", false // shutting down hard: messages will be redelivered
 	}
 	var held []uint64
@@ -537,7 +546,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (token string, ok bool) {
 	if w.beforeOwn != nil {
 		w.beforeOwn(j.items)
 	}
-	err := w.retry(ctx, j, "own batch", func(ctx context.Context) error {
+	err = w.retry(ctx, j, "own batch", func(ctx context.Context) error {
 		err := w.ledger.own(ctx, token, e, rev)
 		if errors.Is(err, errBatchLost) {
 			return backoff.Permanent(err)
@@ -545,15 +554,8 @@ func (w *Worker) claim(ctx context.Context, j *job) (token string, ok bool) {
 		return err
 	})
 	if errors.Is(err, errBatchLost) {
-		// Another worker took these messages over while this one stalled;
-		// what it did not take goes back to be batched afresh.
 		w.m.claimsLost.Add(len(held))
-		w.log.Warn("this batch was given up by another worker while this one stalled; returning its messages", "token", token)
-		for _, it := range j.items {
-			if it.ack != nil {
-				_ = it.ack.nakWithDelay(0)
-			}
-		}
+		w.batchLost(ctx, j, token)
 		return "", false
 	}
 	if err != nil {
@@ -570,6 +572,20 @@ func (w *Worker) claim(ctx context.Context, j *job) (token string, ok bool) {
 		w.redecode(ctx, j)
 	}
 	return token, true
+}
+
+// batchLost returns the messages of a batch another worker gave up while
+// this one stalled, those whose claims it still holds (nobody took them),
+// to be batched afresh at once. Not the others: JetStream applies a nak to
+// the message, whoever holds its current delivery, and the worker that
+// took them is working on them.
+func (w *Worker) batchLost(ctx context.Context, j *job, token string) {
+	w.log.Warn("this batch was given up by another worker while this one stalled; returning its messages", "token", token)
+	for _, it := range j.items {
+		if it.ack != nil && w.ledger.holds(ctx, token, it.seq) {
+			_ = it.ack.nakWithDelay(0)
+		}
+	}
 }
 
 // retry runs f with exponential backoff until it succeeds, fails

@@ -2,12 +2,14 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
+	"github.com/faultline-dev/faultline/processors/otlp"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
 )
@@ -151,4 +153,74 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// rejecting is the ClickHouse writer with one fault injected: it refuses,
+// as a permanent error, any batch whose record count is not a multiple of
+// 100, that is any batch holding the one message of 7 records.
+type rejecting struct{ *clickhouse.TelemetryWriter }
+
+var errRejected = errors.New("rows rejected")
+
+func (r rejecting) Write(ctx context.Context, b *otlp.Batch, token string) error {
+	if b.Records()%100 != 0 {
+		return errRejected
+	}
+	return r.TelemetryWriter.Write(ctx, b, token)
+}
+
+// TestSplitIsolatesRejectedMessage sends ten good messages and one that
+// ClickHouse rejects in one batch: the batch is split in halves under
+// tokens derived from its own until the bad message is alone; it is
+// dead-lettered and the rest stored once.
+func TestSplitIsolatesRejectedMessage(t *testing.T) {
+	ns := natstest.Start(t)
+	chcfg := chtest.Database(t)
+	conn := chtest.Conn(t, chcfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 11 {
+		n := 100
+		if i == 6 {
+			n = 7
+		}
+		publish(t, ns.JS, "otel_logs", nil, logsPayload(t, i*100, n))
+	}
+	tw, err := clickhouse.NewTelemetryWriter(ctx, chcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tw.Close()
+	cfg := testConfig()
+	cfg.BatchWait = time.Second // all eleven in one batch
+	w, err := New(ns.JS, Options{Config: cfg, NATS: ns.Config, Sink: rejecting{tw},
+		IsPermanent: func(err error) bool { return errors.Is(err, errRejected) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitDrained(t, ns.JS, ns.Config.TelemetryStream, cfg.Consumer, time.Minute, nil)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var n, uniq uint64
+	if err := conn.QueryRow(context.Background(), "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&n, &uniq); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 || uniq != 1000 {
+		t.Fatalf("otel_logs holds %d rows (%d distinct), want the 1000 of the good messages once each", n, uniq)
+	}
+	dlq, err := ns.JS.Stream(context.Background(), ns.Config.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dlq.GetLastMsgForSubject(context.Background(), "faultline.dlq.insert")
+	if err != nil {
+		t.Fatalf("no insert dead letter: %v", err)
+	}
+	if got := m.Header.Get("Faultline-Stream-Seq"); got != "7" {
+		t.Errorf("dead-lettered message %s, want 7", got)
+	}
 }
