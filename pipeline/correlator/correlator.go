@@ -1021,9 +1021,14 @@ func newPointPicker(r detect.Rules) *pointPicker {
 // point starts the detect.Point of row i of a metric table: its series
 // identity (resource, scope, name and point attributes hashed) and the
 // fields every point has; ok is false for metrics detection does not read.
-func (pk *pointPicker) point(src *otlp.Sources, c *otlp.MetricCommon, i int) (p detect.Point, latency, ok bool) {
+func (pk *pointPicker) point(src *otlp.Sources, c *otlp.MetricCommon, i int, last *pickedName) (p detect.Point, latency, ok bool) {
 	name := src.String(c.MetricName[i])
-	latency = pk.latency[name]
+	if !last.set || name != last.name {
+		// Rows of one metric come in runs: one map lookup per run, not
+		// per point (it was a tenth of a worker's CPU on histograms).
+		*last = pickedName{name: name, latency: pk.latency[name], set: true}
+	}
+	latency = last.latency
 	if name != detect.RequestMetric && !latency {
 		return p, false, false
 	}
@@ -1055,10 +1060,18 @@ func (pk *pointPicker) point(src *otlp.Sources, c *otlp.MetricCommon, i int) (p 
 	}, latency, true
 }
 
+// pickedName is the metric name of the previous row and whether the
+// latency rule reads it; it lives for one call, as the batch's strings do.
+type pickedName struct {
+	name         string
+	latency, set bool
+}
+
 // histograms appends the points of explicit-bucket histogram rows [from, to).
 func (pk *pointPicker) histograms(out []detect.Point, src *otlp.Sources, h *otlp.HistogramRows, from, to int) []detect.Point {
+	var last pickedName
 	for i := from; i < to; i++ {
-		p, latency, ok := pk.point(src, &h.MetricCommon, i)
+		p, latency, ok := pk.point(src, &h.MetricCommon, i, &last)
 		if !ok {
 			continue
 		}
@@ -1077,8 +1090,9 @@ func (pk *pointPicker) histograms(out []detect.Point, src *otlp.Sources, h *otlp
 // expHistograms appends the latency points of exponential histogram rows
 // [from, to); the 5xx rule reads explicit histograms only.
 func (pk *pointPicker) expHistograms(out []detect.Point, src *otlp.Sources, h *otlp.ExpHistogramRows, from, to int) []detect.Point {
+	var last pickedName
 	for i := from; i < to; i++ {
-		p, latency, ok := pk.point(src, &h.MetricCommon, i)
+		p, latency, ok := pk.point(src, &h.MetricCommon, i, &last)
 		if !ok || !latency {
 			continue
 		}
