@@ -48,17 +48,7 @@ func TestProvisionWaitsForQuorum(t *testing.T) {
 	cl.Kill(2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := broker.DefaultConfig()
-	c.URL, c.Replicas = cl.URL(), 3
-	nc, err := broker.Connect(ctx, c, c.URL, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, js := cl.Connect(ctx, t)
 	done := make(chan error, 1)
 	go func() { done <- broker.Provision(ctx, js, broker.Streams(c), nil) }()
 	select {

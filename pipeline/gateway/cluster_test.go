@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
 	"github.com/faultline-dev/faultline/pipeline/gateway"
@@ -32,17 +30,7 @@ func TestLeaderKilled(t *testing.T) {
 	cl := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n := broker.DefaultConfig()
-	n.URL, n.Replicas = cl.URL(), 3
-	nc, err := broker.Connect(ctx, n, n.URL, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, js := cl.Connect(ctx, t)
 	if err := broker.Provision(ctx, js, broker.Streams(n), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/pipeline/broker"
 )
 
 // A Cluster is a JetStream cluster of real nats-server processes on
@@ -263,6 +265,20 @@ func (c *Cluster) Index(name string) int {
 		}
 	}
 	return -1
+}
+
+// Connect opens a client on the cluster, closed when the test ends, and
+// returns it with settings that replicate streams on every server.
+func (c *Cluster) Connect(ctx context.Context, t testing.TB) (broker.Config, jetstream.JetStream) {
+	t.Helper()
+	bc := broker.DefaultConfig()
+	bc.URL, bc.Replicas = c.URL(), len(c.Nodes)
+	nc, js, err := dial(ctx, bc, bc.URL)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return bc, js
 }
 
 // Output returns the last lines server i wrote.

@@ -51,13 +51,9 @@ func StartDir(t testing.TB, c broker.Config, dir string) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := broker.Connect(ctx, c, s.ClientURL(), "natstest", nil)
+	nc, js, err := dial(ctx, c, s.ClientURL())
 	if err != nil {
 		s.Shutdown()
-		t.Fatalf("natstest: %v", err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
 	if c.TelemetryMaxBytes, err = broker.TelemetryMaxBytes(ctx, js, c, s.JetStreamConfig().MaxStore); err != nil {
@@ -113,12 +109,11 @@ accounts: {
 	c.URL, c.User, c.Password = s.ClientURL(), "app", "app"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := broker.Connect(ctx, c, s.ClientURL(), "natstest", nil)
+	nc, js, err := dial(ctx, c, s.ClientURL())
 	if err != nil {
 		s.Shutdown()
 		t.Fatalf("natstest: %v", err)
 	}
-	js, _ := jetstream.New(nc)
 	ts := &Server{Server: s, Config: c, Dir: dir, NC: nc, JS: js}
 	t.Cleanup(ts.Stop)
 	if c.TelemetryMaxBytes, err = broker.TelemetryMaxBytes(ctx, js, c, 0); err != nil {
@@ -129,4 +124,18 @@ accounts: {
 		t.Fatalf("natstest: %v", err)
 	}
 	return ts
+}
+
+// dial connects a test client the way the roles do.
+func dial(ctx context.Context, c broker.Config, url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := broker.Connect(ctx, c, url, "natstest", nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
