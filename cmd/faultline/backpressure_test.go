@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -312,23 +311,18 @@ func metricValue(t *testing.T, s *stack, name string) float64 {
 type outageCollector struct {
 	receiver string
 	cmd      *exec.Cmd
-	log      *lockedLog
+	log      *lockedBuf
 	done     chan error
 }
 
 func startOutageCollector(t *testing.T, bin, exporter, endpoint, extra string) *outageCollector {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	receiver := l.Addr().String()
-	l.Close()
+	receiver := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "otelcol.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(outageCollectorConfig, receiver, exporter, endpoint, extra, exporter)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &outageCollector{receiver: receiver, log: &lockedLog{}, done: make(chan error, 1)}
+	c := &outageCollector{receiver: receiver, log: &lockedBuf{}, done: make(chan error, 1)}
 	c.cmd = exec.Command(bin, "--config", cfg)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
@@ -384,22 +378,4 @@ func (c *outageCollector) retries() int {
 func (c *outageCollector) fail(t *testing.T, format string, args ...any) {
 	t.Helper()
 	t.Fatalf("%s\n--- Collector log ---\n%s", fmt.Sprintf(format, args...), c.log.String())
-}
-
-// lockedLog collects a process's output.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

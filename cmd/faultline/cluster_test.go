@@ -421,18 +421,6 @@ func (l *loadGen) grpc(t *testing.T, ctx context.Context, name string, addrs ...
 	}
 }
 
-// faultlineBin finds the faultline binary the processes run:
-// $FAULTLINE_BIN (set by make, which builds it first), else bin/faultline
-// at the module root.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	port, err := chlocal.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "127.0.0.1:" + strconv.Itoa(port)
-}
-
 // clusterProc is one faultline process of the cluster run.
 type clusterProc struct {
 	name, role    string
@@ -554,22 +542,4 @@ func (s *procSet) stopAll(t *testing.T) {
 			t.Logf("%s said:\n%s", p.name, p.out.String())
 		}
 	}
-}
-
-// lockedBuf collects a process's output.
-type lockedBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -101,7 +101,7 @@ func startAuthNATS(t *testing.T) (*server.Server, *violations) {
 type process struct {
 	name  string
 	cmd   *exec.Cmd
-	out   *bytes.Buffer
+	out   *lockedBuf
 	done  chan error
 	admin string
 }
@@ -111,10 +111,10 @@ type process struct {
 // must then exit 0.
 func startRole(t *testing.T, role string, env map[string]string) *process {
 	t.Helper()
-	p := &process{name: role, out: &bytes.Buffer{}, done: make(chan error, 1), admin: freeAddr(t)}
+	p := &process{name: role, out: &lockedBuf{}, done: make(chan error, 1), admin: freeAddr(t)}
 	env["FAULTLINE_ADMIN_LISTEN"] = p.admin
 	p.cmd = faultlineCmd(t, env, role)
-	p.cmd.Stdout, p.cmd.Stderr = &lockedWriter{w: p.out}, &lockedWriter{w: p.out}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func startRole(t *testing.T, role string, env map[string]string) *process {
 }
 
 func (p *process) output() string {
-	return p.cmd.Stderr.(*lockedWriter).String()
+	return p.out.String()
 }
 
 func (p *process) stop(t *testing.T) {
@@ -159,24 +159,6 @@ func (p *process) stop(t *testing.T) {
 		_ = p.cmd.Process.Kill()
 		t.Errorf("faultline %s did not stop within a minute of SIGTERM", p.name)
 	}
-}
-
-// lockedWriter is a buffer two writers of one process share.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
 }
 
 // TestNATSPermissions runs the gateway, a worker and the correlator as

@@ -284,29 +284,6 @@ func leaseHolder(t *testing.T, ns *natstest.Server) string {
 	return string(e.Value())
 }
 
-// faultlineBin is $FAULTLINE_BIN (make test sets it to bin/faultline), or
-// else the command built afresh for this test.
-func faultlineBin(t *testing.T) string {
-	t.Helper()
-	if b := os.Getenv("FAULTLINE_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "faultline")
-	if b, err := exec.Command("go", "build", "-o", out, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := chlocal.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // proc is a faultline process the test started, with its admin port and
 // its log.
 type proc struct {
