@@ -131,27 +131,7 @@ func TestDockerfile(t *testing.T) {
 			for k, v := range tc.extra {
 				t.Setenv(k, v)
 			}
-			var out strings.Builder
-			if err := run([]string{"check", tc.role}, &out); err != nil {
-				t.Fatalf("faultline %s in the image would stop at start: %v", tc.role, err)
-			}
-			r := roles[tc.role]
-			cfg, err := loadConfig(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !r.needNATS {
-				return
-			}
-			listeners := map[string]string{"FAULTLINE_ADMIN_LISTEN": cfg.AdminListen}
-			if r.gateway {
-				listeners["FAULTLINE_GATEWAY_LISTEN"] = cfg.Gateway.Listen
-				listeners["FAULTLINE_GATEWAY_GRPC_LISTEN"] = cfg.Gateway.GRPCListen
-			}
-			if r.ui {
-				listeners["FAULTLINE_UI_LISTEN"] = cfg.UI.Listen
-			}
-			for v, addr := range listeners {
+			for v, addr := range checkedListeners(t, roles[tc.role], "in the image", false) {
 				host, port, _ := net.SplitHostPort(addr)
 				if host != "0.0.0.0" && host != "" && host != "::" {
 					t.Errorf("%s=%s: unreachable from outside the container", v, addr)

@@ -190,27 +190,8 @@ func checkContainer(t *testing.T, o k8sObject, c container, configMaps, secrets 
 		for k, v := range env {
 			t.Setenv(k, v)
 		}
-		var out strings.Builder
-		if err := run([]string{"check", r.name}, &out); err != nil {
-			t.Fatalf("faultline %s would stop at start: %v", r.name, err)
-		}
-		cfg, err := loadConfig(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !r.needNATS {
-			return
-		}
-		listeners := map[string]string{"FAULTLINE_ADMIN_LISTEN": cfg.AdminListen}
-		if r.gateway {
-			listeners["FAULTLINE_GATEWAY_LISTEN"] = cfg.Gateway.Listen
-			listeners["FAULTLINE_GATEWAY_GRPC_LISTEN"] = cfg.Gateway.GRPCListen
-		}
 		// A web UI on loopback is a choice: kubectl port-forward reaches it.
-		if host, _, _ := net.SplitHostPort(cfg.UI.Listen); r.ui && cfg.UI.Listen != "" && host != "127.0.0.1" {
-			listeners["FAULTLINE_UI_LISTEN"] = cfg.UI.Listen
-		}
-		for v, addr := range listeners {
+		for v, addr := range checkedListeners(t, r, "in the pod", true) {
 			host, port, _ := net.SplitHostPort(addr)
 			if host != "" && host != "0.0.0.0" && host != "::" {
 				t.Errorf("%s=%s: binds %s only, unreachable from outside the pod", v, addr, host)
@@ -222,6 +203,37 @@ func checkContainer(t *testing.T, o k8sObject, c container, configMaps, secrets 
 		}
 	})
 	return r.name, true
+}
+
+// checkedListeners runs faultline check for role r under the test's
+// environment, failing the test if the role would stop at start (where),
+// and returns the addresses it would listen on by setting: none for a role
+// that needs no NATS, and a web UI bound to loopback left out when
+// loopbackUI allows it.
+func checkedListeners(t *testing.T, r role, where string, loopbackUI bool) map[string]string {
+	t.Helper()
+	var out strings.Builder
+	if err := run([]string{"check", r.name}, &out); err != nil {
+		t.Fatalf("faultline %s %s would stop at start: %v", r.name, where, err)
+	}
+	cfg, err := loadConfig(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.needNATS {
+		return nil
+	}
+	listeners := map[string]string{"FAULTLINE_ADMIN_LISTEN": cfg.AdminListen}
+	if r.gateway {
+		listeners["FAULTLINE_GATEWAY_LISTEN"] = cfg.Gateway.Listen
+		listeners["FAULTLINE_GATEWAY_GRPC_LISTEN"] = cfg.Gateway.GRPCListen
+	}
+	if r.ui {
+		if host, _, _ := net.SplitHostPort(cfg.UI.Listen); !loopbackUI || (cfg.UI.Listen != "" && host != "127.0.0.1") {
+			listeners["FAULTLINE_UI_LISTEN"] = cfg.UI.Listen
+		}
+	}
+	return listeners
 }
 
 // headerSecrets reads the Secrets the manifest's header tells operators to
