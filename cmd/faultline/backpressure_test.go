@@ -50,7 +50,10 @@ func TestBackpressure(t *testing.T) {
 	}
 	const perReq, colReqs = 200, 15 // a request is about 65 KB; per Collector about 1 MB
 	ctx, s, stop := startRun(t, map[string]string{
-		"FAULTLINE_NATS_TELEMETRY_MAX_BYTES":  "1048576",
+		"FAULTLINE_NATS_TELEMETRY_MAX_BYTES": "1048576",
+		// Plain payloads, so requests of these sizes fill the bound at a
+		// known pace (compressed, the stream would take ten times more).
+		"FAULTLINE_GATEWAY_COMPRESSION":       "none",
 		"FAULTLINE_GATEWAY_RETRY_AFTER":       "1s",
 		"FAULTLINE_WORKER_RETRY_MAX_INTERVAL": "1s",
 	})

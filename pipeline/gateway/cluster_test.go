@@ -125,7 +125,7 @@ func TestLeaderKilled(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seq %d: %v", seq, err)
 		}
-		stored[string(m.Data)]++
+		stored[string(payload(t, m))]++
 	}
 	for id, body := range accepted {
 		if k := stored[string(body)]; k != 1 {

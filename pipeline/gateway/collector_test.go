@@ -232,7 +232,7 @@ func decodeStream(t *testing.T, ns *natstest.Server, seq uint64) streamCounts {
 		if m.Subject == ns.Config.MetricsSubject {
 			sig = otlp.SignalMetrics
 		}
-		if _, err := b.Append(sig, otlp.FormatAuto, m.Data); err != nil {
+		if _, err := b.Append(sig, otlp.FormatAuto, payload(t, m)); err != nil {
 			t.Fatalf("message %d does not decode: %v", seq, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/processors/events"
 )
 
@@ -18,6 +19,7 @@ type Config struct {
 	MaxItems       int           `envconfig:"MAX_ITEMS" default:"1000" desc:"most deploy or incident events in one request"`
 	PublishTimeout time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"10s" desc:"how long to wait for JetStream to persist a request before answering 503"`
 	RetryAfter     time.Duration `envconfig:"RETRY_AFTER" default:"5s" desc:"Retry-After sent with 429 and 503"`
+	Compression    string        `envconfig:"COMPRESSION" default:"s2" desc:"how the gateway compresses OTLP payloads on NATS: s2 (with a Content-Encoding: s2 header; workers decompress it) or none (the bytes as received, for other consumers of the subjects)"`
 	ServiceLabel   string        `envconfig:"ALERTMANAGER_SERVICE_LABEL" default:"service" desc:"Alertmanager label naming the service"`
 	EnvLabel       string        `envconfig:"ALERTMANAGER_ENVIRONMENT_LABEL" default:"environment" desc:"Alertmanager label naming the environment"`
 
@@ -59,6 +61,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FAULTLINE_GATEWAY_PUBLISH_TIMEOUT: must be positive")
 	case c.RetryAfter < time.Second:
 		return fmt.Errorf("FAULTLINE_GATEWAY_RETRY_AFTER: at least 1s")
+	case c.Compression != "" && c.Compression != broker.EncodingS2 && c.Compression != "none":
+		return fmt.Errorf("FAULTLINE_GATEWAY_COMPRESSION: %q, use s2 or none", c.Compression)
 	case c.ServiceLabel == "" || c.EnvLabel == "":
 		return fmt.Errorf("FAULTLINE_GATEWAY_ALERTMANAGER_*_LABEL: must not be empty")
 	}
@@ -66,6 +70,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FAULTLINE_GATEWAY_PAGERDUTY_SERVICES: %w", err)
 	}
 	return c.validateWebhooks()
+}
+
+// compression is the payload encoding the gateway publishes OTLP with;
+// empty means the default, s2.
+func (c *Config) compression() string {
+	if c.Compression == "" {
+		return broker.EncodingS2
+	}
+	return c.Compression
 }
 
 // validateWebhooks checks the CI/CD webhook settings. An empty

@@ -37,7 +37,7 @@ func (g *Gateway) tooMany(n int) error {
 func (g *Gateway) publishDeploys(ctx context.Context, ds []events.Deploy) error {
 	for _, d := range ds {
 		b, _ := json.Marshal(d)
-		if err := g.publish(ctx, broker.DeploysSubject, d.MsgID(), ctJSON, b); err != nil {
+		if err := g.publish(ctx, broker.DeploysSubject, d.MsgID(), ctJSON, "", b); err != nil {
 			return err
 		}
 	}
@@ -48,7 +48,7 @@ func (g *Gateway) publishDeploys(ctx context.Context, ds []events.Deploy) error 
 func (g *Gateway) publishIncidents(ctx context.Context, is []events.Incident) error {
 	for _, inc := range is {
 		b, _ := json.Marshal(inc)
-		if err := g.publish(ctx, broker.IncidentsSubject, inc.MsgID(), ctJSON, b); err != nil {
+		if err := g.publish(ctx, broker.IncidentsSubject, inc.MsgID(), ctJSON, "", b); err != nil {
 			return err
 		}
 	}

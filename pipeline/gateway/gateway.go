@@ -226,14 +226,36 @@ func contentType(r *http.Request) string {
 	return mt
 }
 
+// publishTelemetry publishes an OTLP request compressed as configured
+// (broker.Encode). Its message id is taken from the bytes as received, so
+// a retried request is a duplicate whatever the compression.
+func (g *Gateway) publishTelemetry(ctx context.Context, subject, ctype string, body []byte) error {
+	id := msgID(subject, body)
+	buf := encodeBuffers.Get().(*[]byte)
+	defer encodeBuffers.Put(buf)
+	data, enc := broker.Encode(buf, body, g.cfg.compression())
+	if err := g.publish(ctx, subject, id, ctype, enc, data); err != nil {
+		return err
+	}
+	g.m.publishedBytes.Add(len(data))
+	return nil
+}
+
+// encodeBuffers recycles compressed payloads: like request bodies, one is
+// needed only until JetStream has acked it.
+var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // publish stores one message and waits for JetStream's ack. A failure
 // becomes the status refusal decides.
-func (g *Gateway) publish(ctx context.Context, subject, msgID, ctype string, data []byte) error {
+func (g *Gateway) publish(ctx context.Context, subject, msgID, ctype, enc string, data []byte) error {
 	m := nats.NewMsg(subject)
 	m.Data = data
 	m.Header.Set(nats.MsgIdHdr, msgID)
 	if ctype != "" {
 		m.Header.Set("Content-Type", ctype)
+	}
+	if enc != "" {
+		m.Header.Set(broker.HeaderEncoding, enc)
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
 	defer cancel()

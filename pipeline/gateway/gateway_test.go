@@ -48,6 +48,23 @@ func start(t *testing.T, ns *natstest.Server, c gateway.Config) *gateway.Gateway
 	return g
 }
 
+// payload returns a stored telemetry message's request bytes: the gateway
+// publishes them S2-compressed (its default), and says so.
+func payload(t *testing.T, m *jetstream.RawStreamMsg) []byte {
+	t.Helper()
+	if enc := m.Header.Get(broker.HeaderEncoding); enc != broker.EncodingS2 {
+		t.Fatalf("message %d: %s %q, want %s", m.Sequence, broker.HeaderEncoding, enc, broker.EncodingS2)
+	}
+	b, err := broker.Decode(m.Header, m.Data, func(n int) []byte { return make([]byte, n) })
+	if err != nil {
+		t.Fatalf("message %d: %v", m.Sequence, err)
+	}
+	if len(m.Data) >= len(b) {
+		t.Fatalf("message %d: %d bytes compressed from %d", m.Sequence, len(m.Data), len(b))
+	}
+	return b
+}
+
 type req struct {
 	path, ctype, enc, token string
 	body                    []byte
@@ -115,14 +132,60 @@ func TestOTLPAccepted(t *testing.T) {
 	if n := streamMsgs(t, ns.JS, ns.Config.TelemetryStream); n != 5 {
 		t.Fatalf("telemetry stream holds %d messages, want 5 (the retry deduplicated)", n)
 	}
-	// The bytes are forwarded unchanged, with their encoding.
+	// The bytes are forwarded unchanged under the compression, with their
+	// content type.
 	s, _ := ns.JS.Stream(context.Background(), ns.Config.TelemetryStream)
 	m, err := s.GetMsg(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(m.Data, logs) || m.Header.Get("Content-Type") != "application/x-protobuf" || m.Subject != "otel_logs" {
+	if !bytes.Equal(payload(t, m), logs) || m.Header.Get("Content-Type") != "application/x-protobuf" || m.Subject != "otel_logs" {
 		t.Fatalf("stored message differs from the request: subject %s header %v", m.Subject, m.Header)
+	}
+}
+
+// TestCompressionNone: FAULTLINE_GATEWAY_COMPRESSION=none publishes the
+// request's bytes as they came, for consumers of the subjects that read
+// OTLP only; a payload too small to gain from compression goes plain
+// either way.
+func TestCompressionNone(t *testing.T) {
+	logs := otlptest.LogsRequest("a", 50)
+	tiny := []byte{0x0a, 0x00} // one empty ResourceLogs
+	for _, c := range []struct {
+		compression string
+		body        []byte
+		plain       bool
+	}{
+		{"none", logs, true},
+		{"", tiny, true},
+		{"s2", logs, false},
+	} {
+		ns := natstest.Start(t)
+		cfg := testConfig()
+		cfg.Compression = c.compression
+		g := start(t, ns, cfg)
+		if code, _, body := post(t, g, req{path: "/v1/logs", ctype: "application/x-protobuf", body: c.body}); code != 200 {
+			t.Fatalf("%q: %d %s", c.compression, code, body)
+		}
+		s, _ := ns.JS.Stream(context.Background(), ns.Config.TelemetryStream)
+		m, err := s.GetMsg(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.plain {
+			if !bytes.Equal(payload(t, m), c.body) {
+				t.Fatalf("%q: stored payload differs from the request", c.compression)
+			}
+			continue
+		}
+		if enc := m.Header.Get(broker.HeaderEncoding); enc != "" || !bytes.Equal(m.Data, c.body) {
+			t.Fatalf("%q: stored %d bytes with %s %q; want the request's %d bytes as they came", c.compression, len(m.Data), broker.HeaderEncoding, enc, len(c.body))
+		}
+	}
+	cfg := testConfig()
+	cfg.Compression = "gzip"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "FAULTLINE_GATEWAY_COMPRESSION") {
+		t.Fatalf("compression gzip: %v, want a FAULTLINE_GATEWAY_COMPRESSION error", err)
 	}
 }
 
@@ -272,9 +335,9 @@ func TestGRPC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Subject != want.subject || !bytes.Equal(m.Data, want.body) || m.Header.Get("Content-Type") != "application/x-protobuf" {
+		if got := payload(t, m); m.Subject != want.subject || !bytes.Equal(got, want.body) || m.Header.Get("Content-Type") != "application/x-protobuf" {
 			t.Fatalf("message %d: subject %s, %d bytes, content type %q; want %s, the request's %d bytes",
-				seq, m.Subject, len(m.Data), m.Header.Get("Content-Type"), want.subject, len(want.body))
+				seq, m.Subject, len(got), m.Header.Get("Content-Type"), want.subject, len(want.body))
 		}
 	}
 	// Bytes that are not an export request are refused, and never stored.

@@ -155,7 +155,7 @@ func (g *Gateway) grpcPublish(ctx context.Context, endpoint, subject string, b [
 		g.m.request(endpoint, http.StatusBadRequest)
 		return grpcstatus.Error(codes.InvalidArgument, fmt.Sprintf("undecodable OTLP protobuf: %v", err))
 	}
-	err := g.publish(ctx, subject, msgID(subject, b), ctProtobuf, b)
+	err := g.publishTelemetry(ctx, subject, ctProtobuf, b)
 	if err != nil {
 		var st *status
 		code := http.StatusServiceUnavailable

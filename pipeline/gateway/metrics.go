@@ -10,6 +10,7 @@ import (
 type gwMetrics struct {
 	publishSeconds *metrics.PrometheusHistogram
 	bytes, events  *metrics.Counter
+	publishedBytes *metrics.Counter // OTLP bytes as published (compressed)
 	mu             sync.Mutex
 	byCode         map[[2]string]*metrics.Counter
 }
@@ -26,6 +27,7 @@ func newMetrics() *gwMetrics {
 		publishSeconds: metrics.GetOrCreatePrometheusHistogram("faultline_gateway_publish_seconds"),
 		bytes:          metrics.GetOrCreateCounter("faultline_gateway_otlp_bytes_total"),
 		events:         metrics.GetOrCreateCounter("faultline_gateway_events_total"),
+		publishedBytes: metrics.GetOrCreateCounter("faultline_gateway_otlp_published_bytes_total"),
 		byCode:         map[[2]string]*metrics.Counter{},
 	}
 }

@@ -37,7 +37,7 @@ func (g *Gateway) otlp(subject string, kind otlpKind) handler {
 		default:
 			return fail(http.StatusUnsupportedMediaType, "content type %q not supported: use application/x-protobuf or application/json", r.Header.Get("Content-Type"))
 		}
-		if err := g.publish(r.Context(), subject, msgID(subject, body), ct, body); err != nil {
+		if err := g.publishTelemetry(r.Context(), subject, ct, body); err != nil {
 			return err
 		}
 		g.m.bytes.Add(len(body))

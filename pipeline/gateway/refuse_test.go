@@ -47,7 +47,10 @@ func TestRefusals(t *testing.T) {
 	if ns.Config.TelemetryMaxBytes != 2<<20 {
 		t.Fatalf("telemetry bound %d, want 2 MiB", ns.Config.TelemetryMaxBytes)
 	}
-	g := start(t, ns, testConfig())
+	// Plain payloads, so the requests fill the stream at a known pace.
+	cfg := testConfig()
+	cfg.Compression = "none"
+	g := start(t, ns, cfg)
 	streamFull, accountFull := refused(t, "stream_full"), refused(t, "account_full")
 
 	accepted := 0

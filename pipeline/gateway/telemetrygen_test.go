@@ -64,7 +64,7 @@ func TestTelemetrygen(t *testing.T) {
 		if m.Subject == ns.Config.MetricsSubject {
 			sig = otlp.SignalMetrics
 		}
-		if _, err := b.Append(sig, otlp.FormatAuto, m.Data); err != nil {
+		if _, err := b.Append(sig, otlp.FormatAuto, payload(t, m)); err != nil {
 			t.Fatalf("message %d does not decode: %v", seq, err)
 		}
 	}

@@ -255,7 +255,8 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 			cur.opened = time.Now()
 		}
 		from, hfrom, efrom := cur.rows.Logs.Len(), cur.rows.Histogram.Len(), cur.rows.ExpHistogram.Len()
-		if _, err := cur.rows.Append(signalOf(w.o.NATS, m.Subject()), formatOf(m.Headers()), m.Data()); err != nil {
+		size, err := w.appendMsg(cur.rows, m.Subject(), m.Headers(), m.Data())
+		if err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), seq, m.Subject(), m.Headers(), m.Data(), w.acker(m))
 			return
 		}
@@ -263,7 +264,7 @@ func (w *Worker) batch(ctx context.Context, in chan jetstream.Msg, cc jetstream.
 		cur.items = append(cur.items, item{seq: seq, subject: m.Subject(), hdr: m.Headers(), ack: w.acker(m), recv: time.Now(),
 			logsFrom: from, logsTo: cur.rows.Logs.Len(), histFrom: hfrom, histTo: cur.rows.Histogram.Len(),
 			expFrom: efrom, expTo: cur.rows.ExpHistogram.Len()})
-		cur.bytes += len(m.Data())
+		cur.bytes += size
 		if cur.rows.Records() >= w.o.Config.BatchRecords || cur.bytes >= w.o.Config.BatchBytes {
 			flush()
 		}
@@ -348,7 +349,8 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 			it.subject, it.hdr, data = raw.Subject, raw.Header, raw.Data
 		}
 		it.logsFrom, it.histFrom, it.expFrom = j.rows.Logs.Len(), j.rows.Histogram.Len(), j.rows.ExpHistogram.Len()
-		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), data); err != nil {
+		size, err := w.appendMsg(j.rows, it.subject, it.hdr, data)
+		if err != nil {
 			// Deterministic decoding: this cannot pass the first time and
 			// fail now. Keep the stream moving all the same.
 			w.deadLetter(ctx, "decode", err.Error(), seq, it.subject, it.hdr, data, it.ack)
@@ -356,7 +358,7 @@ func (w *Worker) replayJob(ctx context.Context, token string, msgs []jetstream.M
 		}
 		it.logsTo, it.histTo, it.expTo = j.rows.Logs.Len(), j.rows.Histogram.Len(), j.rows.ExpHistogram.Len()
 		j.items = append(j.items, it)
-		j.bytes += len(data)
+		j.bytes += size
 	}
 	w.m.replayed.Add(len(msgs))
 	w.log.Info("re-forming a recorded batch after redelivery", "token", token, "messages", len(e.Seqs), "redelivered_here", len(msgs))
@@ -692,7 +694,7 @@ func (w *Worker) redecode(ctx context.Context, j *job) {
 			w.log.Error("re-decoding a batch: message gone from the stream; leaving it out", "seq", it.seq, "err", err)
 			continue
 		}
-		if _, err := j.rows.Append(signalOf(w.o.NATS, it.subject), formatOf(it.hdr), data); err != nil {
+		if _, err := w.appendMsg(j.rows, it.subject, it.hdr, data); err != nil {
 			w.deadLetter(ctx, "decode", err.Error(), it.seq, it.subject, it.hdr, data, it.ack)
 			continue
 		}
@@ -796,6 +798,20 @@ func signalOf(n broker.Config, subject string) otlp.Signal {
 		return otlp.SignalMetrics
 	}
 	return otlp.SignalLogs
+}
+
+// appendMsg decodes one message's payload into rows and returns its size
+// as decoded. A payload the gateway compressed is decompressed into the
+// batch's own memory first.
+func (w *Worker) appendMsg(rows *otlp.Batch, subject string, hdr nats.Header, data []byte) (int, error) {
+	p, err := broker.Decode(hdr, data, rows.Src.Scratch)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := rows.Append(signalOf(w.o.NATS, subject), formatOf(hdr), p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // formatOf reads the payload encoding from the Content-Type header the

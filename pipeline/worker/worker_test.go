@@ -172,26 +172,41 @@ func TestWorkerLogsAndDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, ns.JS, "otel_logs.checkout", nil, js)
+	// S2-compressed, as the gateway publishes; then a payload that claims
+	// to be and is not.
+	var buf []byte
+	s2, enc := broker.Encode(&buf, logsPayload(t, 150, 50), broker.EncodingS2)
+	if enc != broker.EncodingS2 {
+		t.Fatal("test payload did not compress")
+	}
+	publish(t, ns.JS, "otel_logs", nats.Header{"Content-Type": {"application/x-protobuf"}, broker.HeaderEncoding: {enc}}, s2)
+	publish(t, ns.JS, "otel_logs", nats.Header{broker.HeaderEncoding: {enc}}, []byte("\x0a\xff\xff\xff not s2"))
 	waitDrained(t, ns.JS, ns.Config.TelemetryStream, "faultline-telemetry", time.Minute, nil)
 
 	var n, uniq uint64
 	if err := conn.QueryRow(ctx, "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&n, &uniq); err != nil {
 		t.Fatal(err)
 	}
-	if n != 151 || uniq != 151 {
-		t.Fatalf("otel_logs has %d rows (%d distinct), want 151", n, uniq)
+	if n != 201 || uniq != 201 {
+		t.Fatalf("otel_logs has %d rows (%d distinct), want 201", n, uniq)
 	}
 
 	dlq, err := ns.JS.Stream(ctx, ns.Config.DeadLetterStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := dlq.GetLastMsgForSubject(ctx, "faultline.dlq.decode")
-	if err != nil {
-		t.Fatalf("no dead letter: %v", err)
-	}
-	if raw.Header.Get(broker.HeaderReason) == "" || raw.Header.Get(broker.HeaderStreamSeq) != "3" || !strings.Contains(string(raw.Data), "garbage") {
-		t.Fatalf("dead letter headers %v data %q", raw.Header, raw.Data)
+	for seq, want := range map[uint64]struct{ stream, data, reason string }{
+		1: {"3", "garbage", "undecodable OTLP payload"},
+		2: {"6", "not s2", "s2 payload"},
+	} {
+		raw, err := dlq.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("dead letter %d: %v", seq, err)
+		}
+		if raw.Subject != "faultline.dlq.decode" || !strings.Contains(raw.Header.Get(broker.HeaderReason), want.reason) ||
+			raw.Header.Get(broker.HeaderStreamSeq) != want.stream || !strings.Contains(string(raw.Data), want.data) {
+			t.Fatalf("dead letter %d: subject %s headers %v data %q", seq, raw.Subject, raw.Header, raw.Data)
+		}
 	}
 	stop()
 }
