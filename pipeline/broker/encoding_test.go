@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -12,8 +13,6 @@ import (
 	"github.com/faultline-dev/faultline/pipeline/broker"
 	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
 )
-
-func alloc(n int) []byte { return make([]byte, n) }
 
 func TestEncodeDecode(t *testing.T) {
 	logs := otlptest.LogsRequest("enc", 200)
@@ -46,7 +45,7 @@ func TestEncodeDecode(t *testing.T) {
 			if enc != "" {
 				hdr.Set(broker.HeaderEncoding, enc)
 			}
-			got, err := broker.Decode(hdr, data, alloc)
+			got, err := broker.Decode(hdr, data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,6 +64,23 @@ func TestEncodeReusesBuffer(t *testing.T) {
 	broker.Encode(&buf, logs, broker.EncodingS2)
 	if allocs := testing.AllocsPerRun(20, func() { broker.Encode(&buf, logs, broker.EncodingS2) }); allocs != 0 {
 		t.Fatalf("%.0f allocations per Encode with a grown buffer, want 0", allocs)
+	}
+}
+
+// TestDecodeHeaderSpellings: the encoding's name is matched as HTTP
+// matches it, without regard to case, and "none" and "identity" say plain.
+func TestDecodeHeaderSpellings(t *testing.T) {
+	logs := otlptest.LogsRequest("case", 100)
+	var buf []byte
+	c, _ := broker.Encode(&buf, logs, broker.EncodingS2)
+	for _, h := range []struct {
+		enc  string
+		data []byte
+	}{{"S2", c}, {"s2", c}, {"none", logs}, {"Identity", logs}, {"", logs}} {
+		got, err := broker.Decode(nats.Header{broker.HeaderEncoding: {h.enc}}, h.data)
+		if err != nil || !bytes.Equal(got, logs) {
+			t.Errorf("%s %q: %v", broker.HeaderEncoding, h.enc, err)
+		}
 	}
 }
 
@@ -89,12 +105,13 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			hdr := nats.Header{}
 			hdr.Set(broker.HeaderEncoding, c.enc)
-			_, err := broker.Decode(hdr, c.data, func(n int) []byte {
-				if n > broker.MaxDecodedBytes {
-					t.Fatalf("asked to allocate %d bytes", n)
-				}
-				return make([]byte, n)
-			})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := broker.Decode(hdr, c.data)
+			runtime.ReadMemStats(&after)
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+				t.Errorf("allocated %d bytes for a payload that never decodes", n)
+			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
 			}

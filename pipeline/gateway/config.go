@@ -53,8 +53,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
-	case c.MaxBodyBytes < 1024:
-		return fmt.Errorf("FAULTLINE_GATEWAY_MAX_BODY_BYTES: %d, need at least 1024", c.MaxBodyBytes)
+	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > broker.MaxDecodedBytes:
+		return fmt.Errorf("FAULTLINE_GATEWAY_MAX_BODY_BYTES: %d, need 1024 to %d (what a worker decompresses at most)", c.MaxBodyBytes, broker.MaxDecodedBytes)
 	case c.MaxItems < 1:
 		return fmt.Errorf("FAULTLINE_GATEWAY_MAX_ITEMS: need at least 1")
 	case c.PublishTimeout <= 0:

@@ -55,7 +55,7 @@ func payload(t *testing.T, m *jetstream.RawStreamMsg) []byte {
 	if enc := m.Header.Get(broker.HeaderEncoding); enc != broker.EncodingS2 {
 		t.Fatalf("message %d: %s %q, want %s", m.Sequence, broker.HeaderEncoding, enc, broker.EncodingS2)
 	}
-	b, err := broker.Decode(m.Header, m.Data, func(n int) []byte { return make([]byte, n) })
+	b, err := broker.Decode(m.Header, m.Data)
 	if err != nil {
 		t.Fatalf("message %d: %v", m.Sequence, err)
 	}

@@ -10,12 +10,12 @@ type Config struct {
 	Consumer      string        `envconfig:"CONSUMER" default:"faultline-telemetry" desc:"durable consumer shared by all workers"`
 	LedgerBucket  string        `envconfig:"LEDGER_BUCKET" default:"faultline_batches" desc:"KV bucket recording in-flight batches (exactly-once)"`
 	BatchRecords  int           `envconfig:"BATCH_RECORDS" default:"50000" desc:"flush a batch when it holds this many records"`
-	BatchBytes    int           `envconfig:"BATCH_BYTES" default:"67108864" desc:"flush a batch when its payloads reach this many bytes"`
+	BatchBytes    int           `envconfig:"BATCH_BYTES" default:"67108864" desc:"flush a batch when its payloads, decompressed, reach this many bytes"`
 	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"1s" desc:"flush a batch at this age even when small"`
 	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"5m" desc:"redelivery delay of an unacked message"`
 	MaxAckPending int           `envconfig:"MAX_ACK_PENDING" default:"2000" desc:"messages in flight over all workers"`
 	PullMessages  int           `envconfig:"PULL_MESSAGES" default:"32" desc:"messages buffered per worker (32 OTLP requests of 1000 records are about 10 MB)"`
-	PullBytes     int           `envconfig:"PULL_BYTES" default:"33554432" desc:"bytes buffered per worker"`
+	PullBytes     int           `envconfig:"PULL_BYTES" default:"33554432" desc:"bytes of messages, as stored (compressed), buffered per worker"`
 	InsertTimeout time.Duration `envconfig:"INSERT_TIMEOUT" default:"60s" desc:"timeout of one insert attempt"`
 	RetryMax      time.Duration `envconfig:"RETRY_MAX_INTERVAL" default:"30s" desc:"longest wait between insert retries"`
 	Aggregates    bool          `envconfig:"AGGREGATES" default:"true" desc:"publish per-minute aggregates for incident detection (off: telemetry only)"`

@@ -801,10 +801,9 @@ func signalOf(n broker.Config, subject string) otlp.Signal {
 }
 
 // appendMsg decodes one message's payload into rows and returns its size
-// as decoded. A payload the gateway compressed is decompressed into the
-// batch's own memory first.
+// as decoded. A payload the gateway compressed is decompressed first.
 func (w *Worker) appendMsg(rows *otlp.Batch, subject string, hdr nats.Header, data []byte) (int, error) {
-	p, err := broker.Decode(hdr, data, rows.Src.Scratch)
+	p, err := broker.Decode(hdr, data)
 	if err != nil {
 		return 0, err
 	}

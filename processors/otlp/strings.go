@@ -64,15 +64,6 @@ func (c *Sources) Copy(s string) Str {
 	return ref
 }
 
-// Scratch returns n bytes that stay valid until the batch is reset, for a
-// payload the caller must transform before Append (decompress, say): the
-// batch keeps what its rows point into, and the memory is reused by the
-// next batch instead of allocated and cleared per message.
-func (c *Sources) Scratch(n int) []byte {
-	out, _ := c.alloc(n)
-	return out
-}
-
 // add makes p a source and returns its number. Source 0 is reserved, so
 // a source number is never that of the zero Str by accident.
 func (c *Sources) add(p []byte) uint32 {
