@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -37,6 +38,12 @@ func newGRPC(g *Gateway) *grpc.Server {
 		// The Collector's OTLP receiver reads 512 KiB at a time too: a
 		// request of 1000 logs is then a few reads, not dozens.
 		grpc.ReadBufferSize(512<<10),
+		// Requests run on long-lived workers rather than a goroutine
+		// each: a fresh goroutine grew its stack to the depth of a
+		// JetStream publish on every request (newstack and copystack were
+		// a tenth of the gateway's CPU). When all are busy, waiting for
+		// acks, gRPC starts a goroutine for the request as before.
+		grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0))),
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if g.cfg.Token != "" {
