@@ -44,8 +44,20 @@ var (
 	peerSignals = flag.String("peer-signals", "logs,gauge,sum,histogram", "signals to measure, comma separated")
 	peerBatch   = flag.Int("peer-collector-batch", 50_000, "the Collector's batch processor send_batch_size (faultline's worker batches 50000 records)")
 	peerProfile = flag.String("peer-profile", "", "after the measured runs, one more faultline run per signal (ten times the records) writing 20 s CPU profiles of the gateway, NATS and the worker to `prefix`.<signal>.<stage>.pprof")
+	peerFLEnv   = flag.String("peer-faultline-env", "", "settings for faultline's processes only (NATS, worker, gateway), comma separated `KEY=VALUE`s, to measure a tuning: GOMAXPROCS=1, FAULTLINE_GATEWAY_COMPRESSION=none")
 	natsServe   = flag.String("nats-serve", "", "internal: serve an embedded NATS server storing in `dir` (-peer runs NATS as a process of its own this way)")
 )
+
+// peerEnvs is -peer-faultline-env as KEY=VALUE entries.
+func peerEnvs() []string {
+	var out []string
+	for _, kv := range strings.Split(*peerFLEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
 
 // Load shape: 4 telemetrygen workers sending requests of 1000 records.
 const (
@@ -173,6 +185,11 @@ func peer(bin string) error {
 			return fmt.Errorf("-peer-signals: unknown signal %q (logs, gauge, sum, histogram)", s)
 		}
 		signals = append(signals, spec)
+	}
+	for _, kv := range peerEnvs() {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("-peer-faultline-env: %q is not KEY=VALUE", kv)
+		}
 	}
 	if *peerRounds < 1 || *peerLogs < tgWorkers*tgBatch || *peerPoints < tgWorkers*tgBatch {
 		return fmt.Errorf("-peer-rounds must be at least 1 and -peer-logs, -peer-points at least %d", tgWorkers*tgBatch)
@@ -534,7 +551,7 @@ func (e *peerEnv) startFaultline(ctx context.Context, db string, pprof bool) ([]
 	}
 
 	ns := exec.Command(e.self, "-nats-serve", filepath.Join(e.dir, db+"-nats"))
-	ns.Env = append(os.Environ(), "FAULTLINE_NATS_LISTEN="+addr("nats"))
+	ns.Env = append(append(os.Environ(), peerEnvs()...), "FAULTLINE_NATS_LISTEN="+addr("nats"))
 	if pprof {
 		ns.Env = append(ns.Env, "FAULTLINE_BENCH_PPROF="+addr("natsadmin"))
 	}
@@ -551,7 +568,7 @@ func (e *peerEnv) startFaultline(ctx context.Context, db string, pprof bool) ([]
 		return fail(fmt.Errorf("nats server did not start: %q %v", line, err))
 	}
 
-	common := []string{"FAULTLINE_NATS_URL=" + natsURL, "FAULTLINE_LOG_LEVEL=warn"}
+	common := append([]string{"FAULTLINE_NATS_URL=" + natsURL, "FAULTLINE_LOG_LEVEL=warn"}, peerEnvs()...)
 	w := exec.Command(filepath.Join(e.bin, "faultline"), "worker")
 	w.Env = append(os.Environ(), common...)
 	w.Env = append(w.Env, "FAULTLINE_CLICKHOUSE_ADDR="+e.ch.Addr, "FAULTLINE_CLICKHOUSE_DATABASE="+db, "FAULTLINE_ADMIN_LISTEN="+addr("wadmin"))
@@ -686,6 +703,9 @@ func report(signals []signalSpec, results map[string][]*peerRun) {
 		"v0.161.0", *peerBatch, tgWorkers, tgBatch)
 	fmt.Printf("%s, %d cores; A B B A x %d per signal; CPU from /proc/<pid>/stat of every process involved\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), *peerRounds)
+	if env := peerEnvs(); len(env) > 0 {
+		fmt.Printf("faultline's processes ran with %s (-peer-faultline-env); the Collector with its defaults\n\n", strings.Join(env, " "))
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIGNAL\tFIGURE\tFAULTLINE\tCOLLECTOR\tRATIO (pairs)\tTARGET")
 	for _, s := range signals {

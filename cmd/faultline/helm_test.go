@@ -144,7 +144,19 @@ func checkChart(t *testing.T, r rendered, name string) {
 			if !ok {
 				continue
 			}
-			checkNATSUser(t, name, role, podEnv(t, &spec, c, r.configMaps, r.secrets))
+			env := podEnv(t, &spec, c, r.configMaps, r.secrets)
+			checkNATSUser(t, name, role, env)
+			// Every long-running role schedules Go on its CPU request
+			// (options-values.yaml's workers request 2).
+			if o.Kind != "Job" {
+				want := "1"
+				if name == "options-values.yaml" && role == "worker" {
+					want = "2"
+				}
+				if env["GOMAXPROCS"] != want {
+					t.Errorf("%s: GOMAXPROCS %q, want %s (its CPU request)", o.Metadata.Name, env["GOMAXPROCS"], want)
+				}
+			}
 			n := 1
 			if o.Spec.Replicas != nil {
 				n = *o.Spec.Replicas

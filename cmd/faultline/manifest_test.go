@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,8 +91,16 @@ type container struct {
 	Env []struct {
 		Name      string `json:"name"`
 		Value     string `json:"value"`
-		ValueFrom any    `json:"valueFrom"`
+		ValueFrom *struct {
+			ResourceFieldRef *struct {
+				Resource string `json:"resource"`
+				Divisor  string `json:"divisor"`
+			} `json:"resourceFieldRef"`
+		} `json:"valueFrom"`
 	} `json:"env"`
+	Resources struct {
+		Requests map[string]string `json:"requests"`
+	} `json:"resources"`
 	Ports           []containerPort `json:"ports"`
 	ReadinessProbe  *probe          `json:"readinessProbe"`
 	LivenessProbe   *probe          `json:"livenessProbe"`
@@ -306,7 +315,8 @@ func podEnv(t *testing.T, spec *podSpec, c container, configMaps, secrets map[st
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom != nil {
-			t.Fatalf("container %s: %s uses valueFrom, which this test does not read", c.Name, e.Name)
+			env[e.Name] = resourceField(t, c, e.Name, e.ValueFrom.ResourceFieldRef)
+			continue
 		}
 		env[e.Name] = e.Value
 	}
@@ -350,6 +360,34 @@ func podEnv(t *testing.T, spec *podSpec, c container, configMaps, secrets map[st
 		}
 	}
 	return env
+}
+
+// resourceField is what Kubernetes puts in variable name from ref: only
+// the CPU request in whole CPUs, rounded up, is read here (GOMAXPROCS).
+func resourceField(t *testing.T, c container, name string, ref *struct {
+	Resource string `json:"resource"`
+	Divisor  string `json:"divisor"`
+}) string {
+	t.Helper()
+	if ref == nil || ref.Resource != "requests.cpu" || (ref.Divisor != "" && ref.Divisor != "1") {
+		t.Fatalf("container %s: %s takes a value this test does not read (only resourceFieldRef requests.cpu)", c.Name, name)
+	}
+	q, ok := c.Resources.Requests["cpu"]
+	if !ok {
+		t.Fatalf("container %s: %s reads the CPU request, and the container has none", c.Name, name)
+	}
+	var cpus float64
+	var err error
+	if m, ok := strings.CutSuffix(q, "m"); ok {
+		cpus, err = strconv.ParseFloat(m, 64)
+		cpus /= 1000
+	} else {
+		cpus, err = strconv.ParseFloat(q, 64)
+	}
+	if err != nil || cpus <= 0 {
+		t.Fatalf("container %s: CPU request %q", c.Name, q)
+	}
+	return strconv.Itoa(int(math.Ceil(cpus)))
 }
 
 // clearEnv unsets every FAULTLINE_ variable of the test's own environment

@@ -168,11 +168,21 @@ spec:
       {{- $_ := set $env "FAULTLINE_NATS_USER" "" -}}
       {{- $_ := set $env "FAULTLINE_NATS_PASSWORD" "" -}}
       {{- end }}
-      {{- with $env }}
+      {{- /* Go schedules on as many threads as the CPU request (rounded
+      up), not as the node has cores: waking idle threads for every
+      request cost the gateway a fifth of its CPU (docs/operations.md).
+      A GOMAXPROCS in the role's env wins. */ -}}
+      {{- $procs := and (not .job) (not (hasKey $env "GOMAXPROCS")) (dig "requests" "cpu" "" (.values.resources | default dict)) -}}
+      {{- if or $env $procs }}
       env:
-        {{- range $k, $v := . }}
+        {{- range $k, $v := $env }}
         - name: {{ $k }}
           value: {{ $v | toString | quote }}
+        {{- end }}
+        {{- if $procs }}
+        - name: GOMAXPROCS
+          valueFrom:
+            resourceFieldRef: {resource: requests.cpu, divisor: "1"}
         {{- end }}
       {{- end }}
       {{- if not .job }}
