@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,14 +29,7 @@ import (
 //
 // FAULTLINE_BENCH_ROWS sets the rows per table (default 2,000,000).
 func BenchmarkLogsCodecs(b *testing.B) {
-	rows := 2_000_000
-	if s := os.Getenv("FAULTLINE_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			b.Fatalf("FAULTLINE_BENCH_ROWS=%q", s)
-		}
-		rows = n
-	}
+	rows := benchRows(b, 2_000_000)
 	bin, err := chtest.Bin()
 	if err != nil {
 		b.Fatal(err)

@@ -117,6 +117,20 @@ var benchQueries = []struct{ name, sql string }{
 		GROUP BY m, v ORDER BY m, v`},
 }
 
+// benchRows is FAULTLINE_BENCH_ROWS, the rows a schema benchmark fills
+// each table with, or def.
+func benchRows(b *testing.B, def int) int {
+	s := os.Getenv("FAULTLINE_BENCH_ROWS")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		b.Fatalf("FAULTLINE_BENCH_ROWS=%q", s)
+	}
+	return n
+}
+
 // BenchmarkLogsSchemas sets faultline's otel_logs (as migrated, and the same
 // without its skip indexes) beside the exporter's logs table, fills each
 // with the same rows, and times ingest and five log searches on each (wall
@@ -132,14 +146,7 @@ func BenchmarkLogsSchemas(b *testing.B) {
 	if testing.Short() {
 		b.Skip("fills three tables with tens of millions of rows")
 	}
-	rows := 50_000_000
-	if s := os.Getenv("FAULTLINE_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			b.Fatalf("FAULTLINE_BENCH_ROWS=%q", s)
-		}
-		rows = n
-	}
+	rows := benchRows(b, 50_000_000)
 	cfg := chtest.Database(b)
 	conn := chtest.Conn(b, cfg)
 	ctx := context.Background()
