@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	grpcstatus "google.golang.org/grpc/status"
 
+	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
 	"github.com/faultline-dev/faultline/processors/otlp/otlptest"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
@@ -43,10 +44,6 @@ import (
 func TestBackpressure(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stops and restarts ClickHouse, runs Collector processes")
-	}
-	otelcol := os.Getenv("FAULTLINE_OTELCOL_BIN")
-	if otelcol == "" {
-		t.Fatal("FAULTLINE_OTELCOL_BIN is not set: run the tests with make test, which builds the Collector into bin/otelcol")
 	}
 	const perReq, colReqs = 200, 15 // a request is about 65 KB; per Collector about 1 MB
 	ctx, s, stop := startRun(t, map[string]string{
@@ -146,28 +143,7 @@ func TestBackpressure(t *testing.T) {
 	}
 
 	// Collectors take their data at once and hold it in their queues.
-	var cols []*outageCollector
-	for _, exp := range []struct{ name, endpoint, extra string }{
-		{"otlphttp", "http://" + s.gateway.Addr(), ""},
-		{"otlp", s.gateway.GRPCAddr(), "tls: {insecure: true}"},
-	} {
-		col := startOutageCollector(t, otelcol, exp.name, exp.endpoint, exp.extra)
-		cols = append(cols, col)
-		conn, err := grpc.NewClient(col.receiver, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		client := plogotlp.NewGRPCClient(conn)
-		for i := range colReqs {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := client.Export(sctx, plogotlp.NewExportRequestFromLogs(otlptest.Logs(exp.name+"-"+strconv.Itoa(i), perReq)))
-			cancel()
-			if err != nil {
-				col.fail(t, "sending to the Collector: %v", err)
-			}
-		}
-	}
+	cols := startCollectors(ctx, t, s, colReqs, perReq)
 
 	// Direct requests meanwhile, for a while after the first refusals:
 	// the workers trim what they had written, and what fills the stream
@@ -238,25 +214,10 @@ func TestBackpressure(t *testing.T) {
 	}
 
 	want := uint64((next + 2*colReqs) * perReq)
-	var total, uniq uint64
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		if err := s.ch.QueryRow(ctx, "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&total, &uniq); err != nil {
-			continue // the pool reconnects
-		}
-		if total >= want {
-			break
-		}
-	}
+	total := waitStored(ctx, t, s, want, 2*time.Minute)
 	t.Logf("all %d records stored %s after ClickHouse came back", total, time.Since(back).Round(time.Millisecond))
-	for _, col := range cols {
-		col.stop(t)
-		if bad := col.problems(); bad != "" {
-			col.fail(t, "the Collector logged lost data:\n%s", bad)
-		}
-	}
-	if total != want || uniq != want {
-		t.Fatalf("otel_logs holds %d records (%d distinct), want %d once each", total, uniq, want)
-	}
+	stopCollectors(t, cols)
+	checkStored(ctx, t, s, want)
 	// Each Collector export was one request too (no batching).
 	if st, err = s.js.Stream(ctx, s.cfg.NATS.TelemetryStream); err != nil {
 		t.Fatal(err)
@@ -270,11 +231,11 @@ func TestBackpressure(t *testing.T) {
 	stop()
 }
 
-// outageCollectorConfig is a stock Collector in front of the gateway with
+// stockCollectorConfig is a stock Collector in front of the gateway with
 // the defaults users run (a sending queue, retry on failure, no batching
 // that could merge requests beyond the stream's bound), retrying quickly
 // so the test waits little. max_elapsed_time 0: never give up.
-const outageCollectorConfig = `receivers:
+const stockCollectorConfig = `receivers:
   otlp:
     protocols:
       grpc:
@@ -311,21 +272,21 @@ func metricValue(t *testing.T, s *stack, name string) float64 {
 	return v
 }
 
-type outageCollector struct {
+type stockCollector struct {
 	receiver string
 	cmd      *exec.Cmd
-	log      *lockedBuf
+	log      *natstest.Buffer
 	done     chan error
 }
 
-func startOutageCollector(t *testing.T, bin, exporter, endpoint, extra string) *outageCollector {
+func startStockCollector(t *testing.T, bin, exporter, endpoint, extra string) *stockCollector {
 	t.Helper()
 	receiver := freeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "otelcol.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(outageCollectorConfig, receiver, exporter, endpoint, extra, exporter)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(stockCollectorConfig, receiver, exporter, endpoint, extra, exporter)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &outageCollector{receiver: receiver, log: &lockedBuf{}, done: make(chan error, 1)}
+	c := &stockCollector{receiver: receiver, log: &natstest.Buffer{}, done: make(chan error, 1)}
 	c.cmd = exec.Command(bin, "--config", cfg)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
@@ -348,8 +309,86 @@ func startOutageCollector(t *testing.T, bin, exporter, endpoint, extra string) *
 	}
 }
 
+// startCollectors starts two stock Collectors in front of s's gateway,
+// one exporting over OTLP/HTTP and one over OTLP/gRPC, and feeds each reqs
+// log requests of perReq records.
+func startCollectors(ctx context.Context, t *testing.T, s *stack, reqs, perReq int) []*stockCollector {
+	t.Helper()
+	var cols []*stockCollector
+	for _, exp := range []struct{ name, endpoint, extra string }{
+		{"otlphttp", "http://" + s.gateway.Addr(), ""},
+		{"otlp", s.gateway.GRPCAddr(), "tls: {insecure: true}"},
+	} {
+		col := startStockCollector(t, otelcolBin(t), exp.name, exp.endpoint, exp.extra)
+		cols = append(cols, col)
+		col.feed(ctx, t, exp.name, reqs, perReq)
+	}
+	return cols
+}
+
+// feed sends the Collector's OTLP/gRPC receiver reqs log requests of
+// perReq records each, named after name.
+func (c *stockCollector) feed(ctx context.Context, t *testing.T, name string, reqs, perReq int) {
+	t.Helper()
+	conn, err := grpc.NewClient(c.receiver, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := plogotlp.NewGRPCClient(conn)
+	for i := range reqs {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := client.Export(sctx, plogotlp.NewExportRequestFromLogs(otlptest.Logs(name+"-"+strconv.Itoa(i), perReq)))
+		cancel()
+		if err != nil {
+			c.fail(t, "sending to the Collector: %v", err)
+		}
+	}
+}
+
+// stopCollectors stops each Collector, failing the test if one logged
+// that it gave data up.
+func stopCollectors(t *testing.T, cols []*stockCollector) {
+	t.Helper()
+	for _, col := range cols {
+		col.stop(t)
+		if bad := col.problems(); bad != "" {
+			col.fail(t, "the Collector logged lost data:\n%s", bad)
+		}
+	}
+}
+
+// waitStored waits up to timeout for otel_logs to hold want records and
+// returns how many it holds.
+func waitStored(ctx context.Context, t *testing.T, s *stack, want uint64, timeout time.Duration) uint64 {
+	t.Helper()
+	var total uint64
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if err := s.ch.QueryRow(ctx, "SELECT count() FROM otel_logs").Scan(&total); err != nil {
+			continue // the pool reconnects
+		}
+		if total >= want {
+			break
+		}
+	}
+	return total
+}
+
+// checkStored fails the test unless otel_logs holds want records, each
+// once (every test record has a body of its own).
+func checkStored(ctx context.Context, t *testing.T, s *stack, want uint64) {
+	t.Helper()
+	var total, uniq uint64
+	if err := s.ch.QueryRow(ctx, "SELECT count(), uniqExact(Body) FROM otel_logs").Scan(&total, &uniq); err != nil {
+		t.Fatal(err)
+	}
+	if total != want || uniq != want {
+		t.Fatalf("otel_logs holds %d records (%d distinct), want %d once each", total, uniq, want)
+	}
+}
+
 // stop shuts the Collector down with SIGTERM, so it drains its queue.
-func (c *outageCollector) stop(t *testing.T) {
+func (c *stockCollector) stop(t *testing.T) {
 	t.Helper()
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -364,7 +403,7 @@ func (c *outageCollector) stop(t *testing.T) {
 // data up.
 var lostData = regexp.MustCompile(`(?i)dropping data|rejecting data|permanent`)
 
-func (c *outageCollector) problems() string {
+func (c *stockCollector) problems() string {
 	var bad []string
 	for _, line := range strings.Split(c.log.String(), "\n") {
 		if lostData.MatchString(line) {
@@ -374,11 +413,11 @@ func (c *outageCollector) problems() string {
 	return strings.Join(bad, "\n")
 }
 
-func (c *outageCollector) retries() int {
+func (c *stockCollector) retries() int {
 	return strings.Count(c.log.String(), "Will retry the request")
 }
 
-func (c *outageCollector) fail(t *testing.T, format string, args ...any) {
+func (c *stockCollector) fail(t *testing.T, format string, args ...any) {
 	t.Helper()
 	t.Fatalf("%s\n--- Collector log ---\n%s", fmt.Sprintf(format, args...), c.log.String())
 }

@@ -428,7 +428,7 @@ type clusterProc struct {
 	gateway, grpc string // a gateway's listeners
 	cmd           *exec.Cmd
 	done          chan struct{}
-	out           *lockedBuf
+	out           *natstest.Buffer
 }
 
 type procSet struct {
@@ -446,7 +446,7 @@ func (s *procSet) all() []*clusterProc {
 // port.
 func (s *procSet) start(t *testing.T, bin, role, name string, env []string, extra ...string) *clusterProc {
 	t.Helper()
-	p := &clusterProc{name: name, role: role, admin: freeAddr(t), done: make(chan struct{}), out: &lockedBuf{}}
+	p := &clusterProc{name: name, role: role, admin: freeAddr(t), done: make(chan struct{}), out: &natstest.Buffer{}}
 	vars := append(append(append(os.Environ(), env...), extra...), "FAULTLINE_ADMIN_LISTEN="+p.admin)
 	for _, v := range extra {
 		if a, ok := strings.CutPrefix(v, "FAULTLINE_GATEWAY_LISTEN="); ok {

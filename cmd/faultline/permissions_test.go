@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/faultline-dev/faultline/pipeline/broker/natstest"
 	"github.com/faultline-dev/faultline/pipeline/replay"
 	"github.com/faultline-dev/faultline/sinks/clickhouse"
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chtest"
@@ -101,7 +102,7 @@ func startAuthNATS(t *testing.T) (*server.Server, *violations) {
 type process struct {
 	name  string
 	cmd   *exec.Cmd
-	out   *lockedBuf
+	out   *natstest.Buffer
 	done  chan error
 	admin string
 }
@@ -111,7 +112,7 @@ type process struct {
 // must then exit 0.
 func startRole(t *testing.T, role string, env map[string]string) *process {
 	t.Helper()
-	p := &process{name: role, out: &lockedBuf{}, done: make(chan error, 1), admin: freeAddr(t)}
+	p := &process{name: role, out: &natstest.Buffer{}, done: make(chan error, 1), admin: freeAddr(t)}
 	env["FAULTLINE_ADMIN_LISTEN"] = p.admin
 	p.cmd = faultlineCmd(t, env, role)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

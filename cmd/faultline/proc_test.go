@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/faultline-dev/faultline/sinks/clickhouse/chlocal"
@@ -29,6 +27,17 @@ func faultlineBin(t *testing.T) string {
 	return out
 }
 
+// otelcolBin is $FAULTLINE_OTELCOL_BIN, the stock Collector make test
+// builds with the Collector builder.
+func otelcolBin(t *testing.T) string {
+	t.Helper()
+	b := os.Getenv("FAULTLINE_OTELCOL_BIN")
+	if b == "" {
+		t.Fatal("FAULTLINE_OTELCOL_BIN is not set: run the tests with make test, which builds the Collector into bin/otelcol")
+	}
+	return b
+}
+
 // freePort is a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -42,23 +51,4 @@ func freePort(t *testing.T) int {
 // freeAddr is freePort as a listen address.
 func freeAddr(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(freePort(t))
-}
-
-// lockedBuf collects a process's output; give it as both Stdout and
-// Stderr, so exec copies both through one goroutine into it.
-type lockedBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -247,7 +247,7 @@ func decodeStream(t *testing.T, ns *natstest.Server, seq uint64) streamCounts {
 // collector is a running Collector process and its log.
 type collector struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *natstest.Buffer
 	done chan error
 }
 
@@ -255,7 +255,7 @@ func startCollector(t *testing.T, bin, cfgPath string) *collector {
 	t.Helper()
 	cmd := exec.Command(bin, "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "FAULTLINE_GATEWAY_TOKEN=collector-token")
-	c := &collector{cmd: cmd, log: &syncBuffer{}, done: make(chan error, 1)}
+	c := &collector{cmd: cmd, log: &natstest.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the Collector %s (make otelcol builds it): %v", bin, err)

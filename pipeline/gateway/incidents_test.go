@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -77,25 +76,6 @@ func postH(t *testing.T, g *gateway.Gateway, path string, h http.Header, body []
 	return resp.StatusCode, m
 }
 
-// syncBuffer is a log destination written concurrently (handlers, a
-// Collector process) and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // storedIncidents reads every incident event of the events stream, as
 // "id status source service environment" lines.
 func storedIncidents(t *testing.T, ns *natstest.Server) []string {
@@ -136,7 +116,7 @@ func TestIncidentTools(t *testing.T) {
 	c.PagerDutySecret = "pd-signing-secret"
 	c.PagerDutyServices = "PF9KMXH=api"
 	c.PagerDutyEnvironment = "production"
-	var logs syncBuffer
+	var logs natstest.Buffer
 	g, err := gateway.New(c, ns.JS, ns.Config, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
